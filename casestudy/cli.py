@@ -1,0 +1,151 @@
+"""The `casestudy` command: one subcommand per stage, and `run` for all of them.
+
+    casestudy data synthetic | data index --data PATH
+    casestudy train | evaluate | tsne | gradcam | report | run   [--config demo] [flags]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from casestudy import CaseStudyError
+from casestudy.config import RunConfig, load_config
+
+STAGE_FLAGS = {  # flag -> (type, help); each overrides the RunConfig field of the same name
+    "name": (str, "run name: results go to runs/<name>/"),
+    "data": (str, "'synthetic' or a folder with real/ and fake/ below it"),
+    "data_root": (str, "where datasets, indexes and caches are kept (default data/)"),
+    "runs_root": (str, "where run folders are written (default runs/)"),
+    "seed": (int, "seed of every random choice"),
+    "device": (str, "auto, cpu or cuda"),
+    "image_size": (int, "images are resized to this many pixels square"),
+    "train_crop": (int, "train on random crops of this size (0: the course's padded crop)"),
+    "max_per_class": (int, "use at most this many images per class (0: all)"),
+    "weights": (str, "none, imagenet or a .pth file"),
+    "epochs": (int, "training epochs"),
+    "batch_size": (int, "batch size"),
+    "lr": (float, "peak learning rate (warm-up, then cosine decay)"),
+    "synthetic_per_class": (int, "synthetic images per class"),
+    "synthetic_size": (int, "synthetic image size in pixels"),
+}
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="demo",
+                        help="preset name in casestudy/configs (demo, course) or a .yaml file")
+    for flag, (kind, text) in STAGE_FLAGS.items():
+        parser.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=kind, help=text)
+    parser.add_argument("--eval-data", dest="eval_data", action="append",
+                        help="also evaluate on this dataset folder (repeatable)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="casestudy", description="Who's the Imposter? "
+                                     "Detect StyleGAN faces with a ResNet18, stage by stage.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    data_cmd = sub.add_parser("data", help="make or index a dataset")
+    data_sub = data_cmd.add_subparsers(dest="action", required=True)
+    add_config_flags(data_sub.add_parser("synthetic", help="make the embedded synthetic dataset"))
+    add_config_flags(data_sub.add_parser("index", help="index a folder with real/ and fake/"))
+    train_cmd = sub.add_parser("train", help="train the ResNet18 detector")
+    add_config_flags(train_cmd)
+    train_cmd.add_argument("--resume", action="store_true", help="continue runs/<name>/last.pt")
+    for name, text in (("evaluate", "metrics and figures on the test split"),
+                       ("tsne", "t-SNE of the test embeddings"),
+                       ("gradcam", "Grad-CAM heat maps"),
+                       ("report", "write runs/<name>/report.md"),
+                       ("run", "every stage in order, then the report")):
+        add_config_flags(sub.add_parser(name, help=text))
+    return parser
+
+
+def config_from(args: argparse.Namespace) -> RunConfig:
+    overrides = {k: getattr(args, k) for k in (*STAGE_FLAGS, "eval_data")}
+    return load_config(args.config, **overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from(args)
+        dispatch(args, config, progress=not args.quiet)
+    except CaseStudyError as err:
+        print(f"casestudy {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ncasestudy {args.command}: interrupted. Finished epochs are saved; continue with "
+              f"`casestudy train --name <name> --resume`.", file=sys.stderr)
+        return 130
+    return 0
+
+
+def dispatch(args: argparse.Namespace, config: RunConfig, progress: bool) -> None:
+    from casestudy import embed, evaluate, explain, report, train  # torch loads here
+
+    if args.command == "data":
+        if args.action == "index" and config.data == "synthetic":
+            raise CaseStudyError("`data index` needs --data FOLDER (a folder with real/ and fake/)")
+        if args.action == "synthetic":
+            config.data = "synthetic"
+        prepare_data(config, progress)
+    elif args.command == "train":
+        print(f"best checkpoint: {train.train(config, resume=args.resume, progress=progress)}")
+    elif args.command == "evaluate":
+        show_metrics(evaluate.evaluate(config, progress=progress))
+        for other in config.eval_data:
+            show_metrics(evaluate.evaluate(config, eval_data=other, progress=progress))
+    elif args.command == "tsne":
+        print(f"embeddings: {embed.run_tsne(config, progress)}")
+    elif args.command == "gradcam":
+        for path in explain.run_gradcam(config, progress):
+            print(f"figure: {path}")
+    elif args.command == "report":
+        print(f"report: {report.write_report(config)}")
+    elif args.command == "run":
+        run_all(config, progress)
+
+
+def prepare_data(config: RunConfig, progress: bool = True) -> None:
+    """Make or index the dataset, then show its balance and every excluded file."""
+    from casestudy import data
+
+    path = data.prepare(config.data, config.data_root, config.seed, config.max_per_class,
+                        config.synthetic_per_class, config.synthetic_size, progress)
+    index = data.load_index(path)
+    print(data.summarize(index).to_string())
+    for row in index[index.status != "ok"].itertuples():
+        print(f"excluded {row.path}: {row.status}")
+    print(f"index: {path}")
+
+
+def run_all(config: RunConfig, progress: bool = True) -> None:
+    """Run every stage in order and print where the results are."""
+    from casestudy import embed, evaluate, explain, report, train
+
+    started = time.perf_counter()
+    stages = [
+        ("data", lambda: prepare_data(config, progress)),
+        ("train", lambda: train.train(config, progress=progress)),
+        ("evaluate", lambda: show_metrics(evaluate.evaluate(config, progress=progress))),
+        *[(f"evaluate on {other}", lambda o=other: show_metrics(
+            evaluate.evaluate(config, eval_data=o, progress=progress)))
+          for other in config.eval_data],
+        ("tsne", lambda: embed.run_tsne(config, progress)),
+        ("gradcam", lambda: explain.run_gradcam(config, progress)),
+        ("report", lambda: report.write_report(config)),
+    ]
+    for name, stage in stages:
+        print(f"== {name}", flush=True)
+        stage()
+    print(f"done in {time.perf_counter() - started:.0f} s. Results: {config.run_dir}/ "
+          f"(report: {config.run_dir / 'report.md'}, figures: {config.run_dir / 'figures'})")
+
+
+def show_metrics(m: dict) -> None:
+    auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
+    print(f"{m['dataset']} ({m['split']}, n={m['n']}): accuracy {m['accuracy']:.3f}, "
+          f"precision {m['precision']:.3f}, recall {m['recall']:.3f}, F1 {m['f1']:.3f}, "
+          f"ROC-AUC {auc}  (positive = fake)")

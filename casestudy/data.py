@@ -1,0 +1,265 @@
+"""Get the data: index a real/fake folder, split it, and decode it once into a cache.
+
+Book chapter 01_data. Labels are explicit, real = 0 and fake = 1, and never come from
+sorted folder names (torchvision's ImageFolder would number "fake" 0 and "real" 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from casestudy import CaseStudyError
+
+LABELS = {"real": 0, "fake": 1}
+CLASS_NAMES = ["real", "fake"]  # index = label
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+SPLITS = {"train": 0.70, "val": 0.15, "test": 0.15}
+COLUMNS = ["path", "label", "split", "sha256", "width", "height", "status"]
+
+
+def dataset_name(data: str) -> str:
+    """Name a dataset after its folder: "synthetic", "faces-140k-sample", ..."""
+    return "synthetic" if data == "synthetic" else Path(data).resolve().name
+
+
+def dataset_dir(data: str, data_root: str = "data") -> Path:
+    return Path(data_root) / dataset_name(data)
+
+
+def is_synthetic(data: str) -> bool:
+    return data == "synthetic"
+
+
+# ---------------------------------------------------------------- indexing
+
+
+def index_folder(root: str | Path, seed: int = 0, max_per_class: int = 0,
+                 progress: bool = True) -> pd.DataFrame:
+    """List every file under root/real and root/fake with its label, checksum, size and split.
+
+    Files that are not images, or cannot be decoded, stay in the index with the reason in
+    `status` and an empty split, so that they are reported and never used.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise CaseStudyError(f"data folder {root} does not exist: give a folder with real/ and fake/")
+    rows = []
+    for name, label in LABELS.items():
+        folder = root / name
+        if not folder.is_dir():
+            raise CaseStudyError(f"{root} has no {name}/ folder: a dataset needs real/ and fake/ below it")
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        for path in tqdm(files, desc=f"index {name}", unit="file", disable=not progress):
+            rows.append({"path": str(path.resolve()), "label": label, **inspect_file(path)})
+    index = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "split"])
+    for name, label in LABELS.items():
+        if not ((index.label == label) & (index.status == "ok")).any():
+            raise CaseStudyError(f"{root / name} holds no readable image (png, jpg, jpeg, webp)")
+    index = mark_conflicts(index)
+    if max_per_class:
+        index = subsample(index, max_per_class, seed)
+    return assign_splits(index, seed)
+
+
+def inspect_file(path: Path) -> dict:
+    """Return sha256, width, height and status ("ok" or why the file is excluded)."""
+    info = {"sha256": "", "width": 0, "height": 0, "status": "ok"}
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        info["status"] = f"excluded: not an image file ({path.suffix or 'no suffix'})"
+        return info
+    try:
+        data = path.read_bytes()
+        info["sha256"] = hashlib.sha256(data).hexdigest()
+        with Image.open(path) as img:
+            img.load()  # decode fully: truncated files fail here, not during training
+            info["width"], info["height"] = img.size
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
+        info["status"] = f"excluded: unreadable image ({type(err).__name__}: {err})"
+    return info
+
+
+def mark_conflicts(index: pd.DataFrame) -> pd.DataFrame:
+    """Exclude files whose identical bytes appear under both real/ and fake/."""
+    ok = index[index.status == "ok"]
+    labels_per_hash = ok.groupby("sha256").label.nunique()
+    clashing = set(labels_per_hash[labels_per_hash > 1].index)
+    index = index.copy()
+    index.loc[index.sha256.isin(clashing) & (index.status == "ok"), "status"] = (
+        "excluded: the same bytes are both real and fake"
+    )
+    return index
+
+
+def subsample(index: pd.DataFrame, per_class: int, seed: int) -> pd.DataFrame:
+    """Keep at most `per_class` usable images of each class, chosen with the seed."""
+    keep = []
+    for _, group in index[index.status == "ok"].groupby("label"):
+        keep.append(group.sample(n=min(per_class, len(group)), random_state=seed))
+    return pd.concat([*keep, index[index.status != "ok"]]).sort_index()
+
+
+def assign_splits(index: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Split usable images 70/15/15 per class (stratified, seeded).
+
+    Identical files (same sha256) always land in the same split, so no bytes leak
+    between train, val and test.
+    """
+    index = index.copy()
+    index["split"] = ""
+    rng = np.random.default_rng(seed)
+    for label in LABELS.values():
+        hashes = np.array(sorted(set(index.sha256[(index.label == label) & (index.status == "ok")])))
+        hashes = hashes[rng.permutation(len(hashes))]
+        n_train = round(SPLITS["train"] * len(hashes))
+        n_val = round(SPLITS["val"] * len(hashes))
+        parts = {"train": hashes[:n_train], "val": hashes[n_train : n_train + n_val],
+                 "test": hashes[n_train + n_val :]}
+        for split, part in parts.items():
+            index.loc[index.sha256.isin(set(part)) & (index.label == label)
+                      & (index.status == "ok"), "split"] = split
+    check_leakage(index)
+    return index[COLUMNS]
+
+
+def find_leaks(index: pd.DataFrame) -> pd.DataFrame:
+    """Return the rows whose bytes (sha256) appear in more than one split."""
+    used = index[index.split != ""]
+    splits_per_hash = used.groupby("sha256").split.nunique()
+    leaking = splits_per_hash[splits_per_hash > 1].index
+    return used[used.sha256.isin(leaking)]
+
+
+def check_leakage(index: pd.DataFrame) -> None:
+    leaks = find_leaks(index)
+    if len(leaks):
+        example = leaks.iloc[0].path
+        raise CaseStudyError(f"leakage: {leaks.sha256.nunique()} image(s) appear in more than one "
+                             f"split, e.g. {example}; rebuild the index with `casestudy data index`")
+
+
+def save_index(index: pd.DataFrame, path: Path) -> Path:
+    """Write index.csv atomically (never a half-written file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".csv.tmp")
+    index.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def load_index(path: Path) -> pd.DataFrame:
+    if not Path(path).is_file():
+        raise CaseStudyError(f"no index at {path}: run `casestudy data index --data FOLDER` first")
+    index = pd.read_csv(path, dtype={"split": str, "sha256": str, "status": str}, keep_default_na=False)
+    missing = set(COLUMNS) - set(index.columns)
+    if missing:
+        raise CaseStudyError(f"{path} lacks column(s) {', '.join(sorted(missing))}: rebuild it")
+    check_leakage(index)
+    return index
+
+
+def summarize(index: pd.DataFrame) -> pd.DataFrame:
+    """Count usable images per split and class (the "is it balanced?" table)."""
+    used = index[index.split != ""]
+    table = pd.crosstab(used.split, used.label.map(dict(enumerate(CLASS_NAMES))))
+    return table.reindex(index=[s for s in SPLITS if s in table.index])
+
+
+def prepare(data: str, data_root: str = "data", seed: int = 0, max_per_class: int = 0,
+            synthetic_per_class: int = 300, synthetic_size: int = 64,
+            progress: bool = True) -> Path:
+    """Make sure the dataset is present and indexed; return the path of its index.csv."""
+    out = dataset_dir(data, data_root)
+    index_path = out / "index.csv"
+    if is_synthetic(data):
+        from casestudy.synthetic import make_synthetic
+
+        folder = out / "images"
+        stamp = out / f"made-{seed}-{synthetic_per_class}-{synthetic_size}"
+        if not stamp.exists():
+            make_synthetic(folder, synthetic_per_class, synthetic_size, seed, progress=progress)
+            stamp.touch()
+            index_path.unlink(missing_ok=True)
+        source = folder
+    else:
+        source = Path(data)
+    # an index is rebuilt when its settings change; settings.txt records them
+    settings = f"{Path(source).resolve()} seed={seed} max_per_class={max_per_class}"
+    settings_file = out / "index-settings.txt"
+    if not index_path.exists() or not settings_file.exists() or settings_file.read_text() != settings:
+        index = index_folder(source, seed=seed, max_per_class=max_per_class, progress=progress)
+        save_index(index, index_path)
+        settings_file.write_text(settings)
+    return index_path
+
+
+# ---------------------------------------------------------------- decoding and the cache
+
+
+def decode(path: str, size: int) -> np.ndarray:
+    """Decode any image (grey, palette, RGBA, 16-bit) to RGB and resize: (3, size, size) uint8."""
+    with Image.open(path) as img:
+        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+            img = Image.fromarray((np.asarray(img, np.float64) / 256).clip(0, 255).astype(np.uint8))
+        img = img.convert("RGBA").convert("RGB") if img.mode in ("P", "LA", "PA") else img
+        img = img.convert("RGB")
+        if img.size != (size, size):
+            img = img.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=None)
+        return np.asarray(img, np.uint8).transpose(2, 0, 1).copy()
+
+
+def _decode_one(job):
+    return decode(*job)
+
+
+def load_images(paths: list[str], size: int, progress: bool = True, workers: int = 0) -> np.ndarray:
+    """Decode and resize images in parallel over all cores: (N, 3, size, size) uint8."""
+    out = np.empty((len(paths), 3, size, size), np.uint8)
+    workers = workers or os.cpu_count() or 1
+    jobs = [(p, size) for p in paths]
+    bar = tqdm(total=len(jobs), desc=f"decode {size}px", unit="img", disable=not progress)
+    if workers == 1 or len(jobs) < 64:
+        for i, job in enumerate(jobs):
+            out[i] = _decode_one(job)
+            bar.update()
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            for i, img in enumerate(pool.map(_decode_one, jobs, chunksize=16)):
+                out[i] = img
+                bar.update()
+    bar.close()
+    return out
+
+
+def load_split(index: pd.DataFrame, split: str, size: int, cache_dir: Path | None = None,
+               progress: bool = True) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Return the images (N, 3, S, S) uint8, labels (N,) and paths of one split.
+
+    With cache_dir, decoded images are stored once (.npy) and reused until
+    the split's files (their checksums) or the size change.
+    """
+    rows = index[index.split == split] if split != "all" else index[index.split != ""]
+    if rows.empty:
+        raise CaseStudyError(f"the {split} split is empty: index more images")
+    paths, labels = rows.path.tolist(), torch.tensor(rows.label.to_numpy(), dtype=torch.long)
+    if cache_dir is None:
+        return torch.from_numpy(load_images(paths, size, progress)), labels, paths
+    key = hashlib.sha256(("\n".join(paths + rows.sha256.tolist()) + f"\n{size}").encode()).hexdigest()
+    file = Path(cache_dir) / str(size) / f"{split}-{key[:16]}.npy"
+    if not file.exists():
+        images = load_images(paths, size, progress)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        for stale in file.parent.glob(f"{split}-*.npy"):
+            stale.unlink()
+        tmp = file.with_suffix(".tmp.npy")
+        np.save(tmp, images)
+        os.replace(tmp, file)
+    return torch.from_numpy(np.load(file)), labels, paths

@@ -1,0 +1,116 @@
+"""Explain the detector: Grad-CAM heat maps on layer4[-1], with the grad-cam package.
+
+Book chapter 06_gradcam. A CAM shows where the last convolutional block's evidence for a
+class lies; at low resolution (a 7x7 map at 224 px) it says "which region", not "which
+pixels".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.image import show_cam_on_image
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import nn
+
+from casestudy import data, plots
+from casestudy.config import RunConfig
+from casestudy.data import CLASS_NAMES
+from casestudy.evaluate import predict
+from casestudy.model import load_checkpoint, to_input
+from casestudy.runtime import pick_device
+
+
+def grad_cam(model: nn.Module, images: torch.Tensor, classes: list[int], device: torch.device,
+             batch_size: int = 32) -> np.ndarray:
+    """Return Grad-CAM maps (N, H, W) in [0, 1] of uint8 images (N, 3, H, W) for `classes`.
+
+    The CAM object is a context manager: its hooks are removed even when a batch fails.
+    """
+    model.eval()
+    maps = []
+    with GradCAM(model=model, target_layers=[model.layer4[-1]]) as cam:
+        for start in range(0, len(images), batch_size):
+            x = to_input(images[start : start + batch_size], device).float()
+            targets = [ClassifierOutputTarget(c) for c in classes[start : start + batch_size]]
+            maps.append(cam(input_tensor=x, targets=targets))
+    return np.concatenate(maps) if maps else np.zeros((0, *images.shape[-2:]), np.float32)
+
+
+def overlay(image: torch.Tensor, cam: np.ndarray) -> np.ndarray:
+    """Blend a CAM over its (3, H, W) uint8 image: (H, W, 3) uint8."""
+    rgb = image.permute(1, 2, 0).numpy().astype(np.float32) / 255
+    return show_cam_on_image(rgb, cam, use_rgb=True, image_weight=0.55)
+
+
+def pick_examples(labels: np.ndarray, pred: np.ndarray, per_group: int, seed: int) -> dict:
+    """Choose up to `per_group` images of each (true class, correct or wrong) group."""
+    rng = np.random.default_rng(seed)
+    groups = {}
+    for label in (0, 1):
+        for correct in (True, False):
+            idx = np.flatnonzero((labels == label) & ((pred == labels) == correct))
+            name = f"{CLASS_NAMES[label]}, {'correct' if correct else 'wrong'}"
+            groups[name] = np.sort(rng.choice(idx, min(per_group, len(idx)), replace=False))
+    return groups
+
+
+def plot_examples(images, cams, p_fake, groups: dict, path: Path, title: str) -> Path:
+    cols = max(1, max(len(v) for v in groups.values()))
+    fig, axes = plots.plt.subplots(len(groups), cols, figsize=(2.1 * cols, 2.3 * len(groups)),
+                                   squeeze=False)
+    for row, (name, idx) in enumerate(groups.items()):
+        for col in range(cols):
+            ax = axes[row][col]
+            ax.axis("off")
+            if col < len(idx):
+                i = idx[col]
+                ax.imshow(overlay(images[i], cams[i]))
+                ax.set_title(f"p(fake)={p_fake[i]:.2f}", fontsize=8)
+        axes[row][0].text(-0.1, 0.5, name if len(idx) else f"{name}: none", rotation=90,
+                          transform=axes[row][0].transAxes, ha="right", va="center", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    return plots.save(fig, path)
+
+
+def plot_mean_cams(cams: np.ndarray, labels: np.ndarray, path: Path, title: str) -> Path:
+    fig, axes = plots.plt.subplots(1, 2, figsize=(7, 3.4))
+    for label, ax in zip((0, 1), axes):
+        mask = labels == label
+        mean = cams[mask].mean(0) if mask.any() else np.zeros(cams.shape[1:])
+        shown = ax.imshow(mean, cmap="jet", vmin=0, vmax=1)
+        ax.set_title(f"mean CAM, {CLASS_NAMES[label]} (n={mask.sum()})", fontsize=9)
+        ax.axis("off")
+    fig.colorbar(shown, ax=axes, shrink=0.8)
+    fig.suptitle(title, fontsize=10)
+    return plots.save(fig, path)
+
+
+def run_gradcam(config: RunConfig, progress: bool = True) -> list[Path]:
+    """Write Grad-CAM overlays and per-class mean CAMs of the test split into figures/."""
+    device = pick_device(config.device)
+    model, _ = load_checkpoint(config.run_dir / "checkpoint.pt", device)
+    index_path = data.dataset_dir(config.data, config.data_root) / "index.csv"
+    images, labels, _ = data.load_split(data.load_index(index_path), "test", config.image_size,
+                                        index_path.parent / "cache", progress)
+    labels = labels.numpy()
+    p_fake = predict(model, images, device)
+    pred = (p_fake >= 0.5).astype(int)
+    groups = pick_examples(labels, pred, config.gradcam_per_group, config.seed)
+    chosen = np.concatenate(list(groups.values())).astype(int)
+    rng = np.random.default_rng(config.seed)
+    sample = np.sort(rng.choice(len(images), min(config.gradcam_max_mean, len(images)), False))
+    todo = np.union1d(chosen, sample)
+    cams = np.zeros((len(images), *images.shape[-2:]), np.float32)
+    cams[todo] = grad_cam(model, images[todo], pred[todo].tolist(), device)  # explain the decision
+    tag = plots.data_tag(config.data)
+    figures = config.run_dir / "figures"
+    return [
+        plot_examples(images, cams, p_fake, groups, figures / "gradcam_examples.png",
+                      f"Grad-CAM of the predicted class, test split ({tag})"),
+        plot_mean_cams(cams[sample], labels[sample], figures / "gradcam_mean.png",
+                       f"Mean Grad-CAM per true class ({tag})"),
+    ]

@@ -1,0 +1,85 @@
+"""Write the run's report.md: every metric and figure of the run, with links.
+
+Book chapter 07_report.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from casestudy import data, plots
+from casestudy.config import RunConfig
+
+FIGURES = [
+    ("training_curves.png", "Training curves", "loss and accuracy per epoch, train and validation"),
+    ("confusion_matrix.png", "Confusion matrix", "test split; positive = fake"),
+    ("roc.png", "ROC curve", "test split; positive = fake"),
+    ("robustness.png", "Robustness", "test images after JPEG, downscaling and blur"),
+    ("tsne.png", "t-SNE of the embeddings", "test split; crosses are misclassified"),
+    ("gradcam_examples.png", "Grad-CAM examples", "where the evidence for the decision lies"),
+    ("gradcam_mean.png", "Mean Grad-CAM per class", "average heat map of each true class"),
+]
+
+
+def metric_row(name: str, m: dict) -> str:
+    auc = "n/a" if m.get("roc_auc") is None else f"{m['roc_auc']:.3f}"
+    return (f"| {name} | {m['n']} | {m['accuracy']:.3f} | {m['precision']:.3f} | "
+            f"{m['recall']:.3f} | {m['f1']:.3f} | {auc} |")
+
+
+def metrics_table(rows: dict) -> list[str]:
+    lines = ["| images | n | accuracy | precision | recall | F1 | ROC-AUC |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    return lines + [metric_row(name, m) for name, m in rows.items()]
+
+
+def write_report(config: RunConfig) -> Path:
+    """Assemble runs/<name>/report.md from what the stages wrote."""
+    run = config.run_dir
+    lines = [f"# Who's the Imposter? Report of run `{config.name}`", ""]
+    if data.is_synthetic(config.data):
+        lines += [f"> **{plots.SYNTHETIC_TAG}.** This run used the embedded synthetic dataset; "
+                  "its numbers show that the pipeline works, not how well fakes are detected.", ""]
+    lines += [f"- data: `{config.data}`; images {config.image_size} px; weights `{config.weights}`;"
+              f" {config.epochs} epochs, batch {config.batch_size}, lr {config.lr}, seed {config.seed}",
+              "- labels: real = 0, fake = 1; precision, recall and F1 treat **fake** as positive",
+              "- settings: [config.yaml](config.yaml); predictions: [predictions.csv](predictions.csv)",
+              ""]
+    index_path = data.dataset_dir(config.data, config.data_root) / "index.csv"
+    if index_path.is_file():
+        index = data.load_index(index_path)
+        table = data.summarize(index)
+        excluded = int((index.status != "ok").sum())
+        lines += ["## Data", "", "| split | " + " | ".join(table.columns) + " |",
+                  "| --- |" + " ---: |" * len(table.columns),
+                  *[f"| {split} | " + " | ".join(str(v) for v in row) + " |"
+                    for split, row in table.iterrows()],
+                  "", f"{excluded} file(s) excluded (see `status` in {index_path}).", ""]
+    if (run / "history.csv").is_file():
+        history = pd.read_csv(run / "history.csv")
+        best = history.loc[history.val_acc.idxmax()]
+        lines += ["## Training", "", f"Best validation accuracy {best.val_acc:.3f} at epoch "
+                  f"{int(best.epoch)} of {len(history)} ([history.csv](history.csv)).", ""]
+    if (run / "metrics.json").is_file():
+        metrics = json.loads((run / "metrics.json").read_text())
+        rows = {"test (clean)": metrics, **metrics.get("perturbations", {})}
+        c = metrics["confusion"]
+        lines += ["## Evaluation", "", *metrics_table(rows), "",
+                  f"Confusion: {c['tp']} fakes caught, {c['fn']} fakes missed, {c['fp']} real "
+                  f"images called fake, {c['tn']} real images passed ([metrics.json](metrics.json)).",
+                  ""]
+    others = sorted((run / "eval").glob("*/metrics.json")) if (run / "eval").is_dir() else []
+    if others:
+        rows = {p.parent.name: json.loads(p.read_text()) for p in others}
+        lines += ["## Other datasets", "", *metrics_table(rows), ""]
+    lines += ["## Figures", ""]
+    for file, title, caption in FIGURES:
+        if (run / "figures" / file).is_file():
+            lines += [f"### {title}", "", f"![{title}](figures/{file})", "", f"*{caption}*", ""]
+    out = run / "report.md"
+    out.write_text("\n".join(lines))
+    return out
+

@@ -1,0 +1,205 @@
+"""Train the detector: augment the training split, fit ResNet18, validate every epoch.
+
+Book chapter 03_train. Checkpoints hold the model, optimiser, scheduler, epoch, config,
+history and RNG state, so `--resume` continues exactly where a run stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from casestudy import CaseStudyError, data, plots
+from casestudy.config import RunConfig, from_dict, save_config
+from casestudy.model import build_model, normalize, to_input, to_unit
+from casestudy.runtime import autocast, pick_device, rng_state, seed_everything, set_rng_state
+
+BEST, LAST = "checkpoint.pt", "last.pt"
+
+
+def augment(x: torch.Tensor, crop: int, padding: int = 0, jitter: float = 0.0,
+            flip: bool = True) -> torch.Tensor:
+    """Augment a batch, each image its own draw: (B, 3, H, W) in [0, 1] -> (B, 3, crop, crop).
+
+    The course's transforms, batched: zero padding then a random crop, a random horizontal
+    flip, and a small brightness / contrast / saturation jitter.
+    """
+    b, _, h, w = x.shape
+    if padding:
+        x = F.pad(x, (padding,) * 4)
+    ys = torch.randint(0, h + 2 * padding - crop + 1, (b,)).tolist()
+    xs = torch.randint(0, w + 2 * padding - crop + 1, (b,)).tolist()
+    x = torch.stack([img[:, y : y + crop, x0 : x0 + crop] for img, y, x0 in zip(x, ys, xs)])
+    if flip:
+        flips = torch.rand(b, device=x.device) < 0.5
+        x = torch.where(flips.view(b, 1, 1, 1), x.flip(-1), x)
+    if jitter:
+        def factor():  # (B, 1, 1, 1) uniform in [1 - jitter, 1 + jitter]
+            return 1 + jitter * (2 * torch.rand(b, 1, 1, 1, device=x.device) - 1)
+
+        x = x * factor()  # brightness
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * factor() + mean  # contrast
+        grey = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
+        x = (x - grey) * factor() + grey  # saturation
+    return x.clamp(0, 1)
+
+
+def batch_order(n: int, batch_size: int, shuffle: bool) -> list[torch.Tensor]:
+    order = torch.randperm(n) if shuffle else torch.arange(n)
+    return list(order.split(batch_size))
+
+
+def train_one_epoch(model: nn.Module, optimizer, scheduler, images: torch.Tensor,
+                    labels: torch.Tensor, config: RunConfig, device: torch.device,
+                    epoch: int = 0, progress: bool = False) -> dict:
+    """Run one pass over the training split; return its mean loss and accuracy."""
+    model.train()
+    crop = config.train_crop or images.shape[-1]
+    total_loss, correct, seen = 0.0, 0, 0
+    batches = batch_order(len(images), config.batch_size, shuffle=True)
+    for idx in tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False,
+                    disable=not progress):
+        x = augment(to_unit(images[idx], device), crop, config.crop_padding, config.jitter,
+                    config.flip)
+        y = labels[idx].to(device, non_blocking=True)
+        with autocast(device):
+            logits = model(normalize(x))  # (B, 2)
+            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total_loss += loss.item() * len(y)
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += len(y)
+    return {"loss": total_loss / seen, "acc": correct / seen}
+
+
+@torch.inference_mode()
+def evaluate_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                  device: torch.device, batch_size: int = 64) -> dict:
+    """Return mean loss and accuracy on un-augmented images (validation)."""
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for idx in batch_order(len(images), batch_size, shuffle=False):
+        y = labels[idx].to(device)
+        with autocast(device):
+            logits = model(to_input(images[idx], device)).float()
+        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+    return {"loss": total_loss / len(images), "acc": correct / len(images)}
+
+
+def make_optimizer(model: nn.Module, config: RunConfig, steps: int, device: torch.device):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay,
+                                  fused=True)
+    warmup = max(1, steps // 5)
+
+    def warmup_then_cosine(step: int) -> float:
+        return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step / steps, 1)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_cosine)
+    return optimizer, scheduler
+
+
+def save_checkpoint(path: Path, **state) -> None:
+    """Write a checkpoint atomically: an interrupted save never replaces a good file."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_data(config: RunConfig, progress: bool = True):
+    """Index the dataset if needed and return its train and val splits as uint8 tensors."""
+    index_path = data.prepare(config.data, config.data_root, config.seed, config.max_per_class,
+                              config.synthetic_per_class, config.synthetic_size, progress)
+    index = data.load_index(index_path)
+    cache = index_path.parent / "cache"
+    train = data.load_split(index, "train", config.image_size, cache, progress)
+    val = data.load_split(index, "val", config.image_size, cache, progress)
+    return train, val
+
+
+def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train a detector into runs/<name>/; return the path of its best checkpoint."""
+    run_dir = config.run_dir
+    if resume:
+        config = resumed_config(config)
+    seed_everything(config.seed, config.deterministic)
+    device = pick_device(config.device)
+    (train_x, train_y, _), (val_x, val_y, _) = load_data(config, progress)
+    if config.train_crop > config.image_size:
+        raise CaseStudyError(f"train_crop {config.train_crop} is larger than image_size "
+                             f"{config.image_size}")
+    net = build_model(config.weights).to(device, memory_format=torch.channels_last
+                                          if device.type == "cuda" else torch.contiguous_format)
+    model = torch.compile(net) if config.compile else net
+    steps_per_epoch = math.ceil(len(train_x) / config.batch_size)
+    optimizer, scheduler = make_optimizer(net, config, steps_per_epoch * config.epochs, device)
+    history, start, best_acc = [], 0, -1.0
+    if resume:
+        last = torch.load(run_dir / LAST, map_location="cpu", weights_only=False)
+        net.load_state_dict(last["model"])
+        optimizer.load_state_dict(last["optimizer"])
+        scheduler.load_state_dict(last["scheduler"])
+        history, start, best_acc = last["history"], last["epoch"] + 1, last["best_val_acc"]
+        set_rng_state(last["rng"])
+        print(f"resuming {run_dir} at epoch {start + 1}/{config.epochs}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    epochs = tqdm(range(start, config.epochs), desc="train", unit="epoch", disable=not progress,
+                  initial=start, total=config.epochs)
+    for epoch in epochs:
+        fit = train_one_epoch(model, optimizer, scheduler, train_x, train_y, config, device, epoch,
+                              progress)
+        val = evaluate_loss(model, val_x, val_y, device)
+        history.append({"epoch": epoch + 1, "train_loss": fit["loss"], "train_acc": fit["acc"],
+                        "val_loss": val["loss"], "val_acc": val["acc"],
+                        "lr": scheduler.get_last_lr()[0]})
+        epochs.set_postfix(train_acc=f"{fit['acc']:.3f}", val_acc=f"{val['acc']:.3f}")
+        state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "epoch": epoch, "config": config.to_dict(),
+                 "history": history, "rng": rng_state()}
+        if val["acc"] > best_acc:
+            best_acc = val["acc"]
+            save_checkpoint(run_dir / BEST, **state, best_val_acc=best_acc)
+        save_checkpoint(run_dir / LAST, **state, best_val_acc=best_acc)
+        write_history(history, run_dir, config.data)
+    return run_dir / BEST
+
+
+def resumed_config(config: RunConfig) -> RunConfig:
+    """Take the settings saved in runs/<name>/last.pt; a resumed run keeps them."""
+    last = config.run_dir / LAST
+    if not last.is_file():
+        raise CaseStudyError(f"nothing to resume: {last} does not exist; train without --resume")
+    saved = torch.load(last, map_location="cpu", weights_only=False)["config"]
+    return from_dict({**saved, "runs_root": config.runs_root, "name": config.name})
+
+
+def write_history(history: list[dict], run_dir: Path, data_name: str) -> None:
+    """Save history.csv and the training-curve figure."""
+    frame = pd.DataFrame(history)
+    tmp = run_dir / "history.csv.tmp"
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, run_dir / "history.csv")
+    fig, (ax_loss, ax_acc) = plots.plt.subplots(1, 2, figsize=(9, 3.5))
+    for split, style in (("train", "-o"), ("val", "-s")):
+        ax_loss.plot(frame.epoch, frame[f"{split}_loss"], style, label=split)
+        ax_acc.plot(frame.epoch, frame[f"{split}_acc"], style, label=split)
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
+    for ax in (ax_loss, ax_acc):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"Training curves ({plots.data_tag(data_name)})")
+    plots.save(fig, run_dir / "figures" / "training_curves.png")

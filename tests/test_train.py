@@ -1,0 +1,179 @@
+import http.server
+import os
+import threading
+from functools import partial
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from casestudy import CaseStudyError, train
+from casestudy.config import RunConfig
+from casestudy.evaluate import predict
+from casestudy.model import build_model, load_checkpoint
+
+
+def images(n=6, size=12, seed=0):
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def test_augment_with_everything_off_is_the_identity():
+    x = images()
+    assert torch.equal(train.augment(x, crop=12, padding=0, jitter=0, flip=False), x)
+
+
+def test_flip_mirrors_some_images_and_keeps_the_others():
+    torch.manual_seed(0)
+    x = images(n=32)
+    out = train.augment(x, crop=12, flip=True)
+    same = [torch.equal(o, i) for o, i in zip(out, x)]
+    mirrored = [torch.equal(o, i.flip(-1)) for o, i in zip(out, x)]
+    assert all(s or m for s, m in zip(same, mirrored))
+    assert 0 < sum(mirrored) < 32
+
+
+@pytest.mark.parametrize("crop,padding", [(12, 4), (8, 0), (6, 2)])
+def test_crop_takes_a_window_of_the_zero_padded_image(crop, padding):
+    x = images()
+    out = train.augment(x, crop=crop, padding=padding, flip=False)
+    assert out.shape == (6, 3, crop, crop)
+    padded = torch.nn.functional.pad(x, (padding,) * 4)
+    for o, p in zip(out, padded):
+        windows = p.unfold(1, crop, 1).unfold(2, crop, 1)  # (3, ny, nx, crop, crop)
+        assert (windows == o[:, None, None]).flatten(3).all(-1).all(0).any()
+
+
+def test_jitter_stays_in_range_and_changes_pixels():
+    x = images()
+    out = train.augment(x, crop=12, jitter=0.2, flip=False)
+    assert out.min() >= 0 and out.max() <= 1 and not torch.allclose(out, x)
+
+
+@pytest.fixture
+def config(tiny_folder, tmp_path):
+    return RunConfig(name="t", data=str(tiny_folder), data_root=str(tmp_path / "data"),
+                     runs_root=str(tmp_path / "runs"), image_size=32, epochs=2, batch_size=8,
+                     device="cpu")
+
+
+def test_augmentation_only_touches_the_training_split(config, monkeypatch):
+    calls = []
+    real_augment = train.augment
+    monkeypatch.setattr(train, "augment", lambda *a, **k: calls.append(1) or real_augment(*a, **k))
+    (train_x, train_y, _), (val_x, val_y, _) = train.load_data(config, progress=False)
+    model = build_model("none")
+    optimizer, scheduler = train.make_optimizer(model, config, 10, torch.device("cpu"))
+    train.train_one_epoch(model, optimizer, scheduler, train_x, train_y, config, torch.device("cpu"))
+    assert calls, "training must augment"
+    calls.clear()
+    train.evaluate_loss(model, val_x, val_y, torch.device("cpu"))
+    predict(model, val_x, torch.device("cpu"))
+    assert not calls, "validation and prediction must not augment"
+
+
+def test_training_writes_checkpoints_history_and_curves(config):
+    best = train.train(config, progress=False)
+    run = config.run_dir
+    for name in ("checkpoint.pt", "last.pt", "history.csv", "config.yaml",
+                 "figures/training_curves.png"):
+        assert (run / name).is_file(), name
+    checkpoint = torch.load(run / "last.pt", weights_only=False)
+    assert {"model", "optimizer", "scheduler", "epoch", "config", "rng"} <= set(checkpoint)
+    assert checkpoint["epoch"] == 1 and checkpoint["config"]["image_size"] == 32
+    history = pd.read_csv(run / "history.csv")
+    assert history.epoch.tolist() == [1, 2]
+    model, saved = load_checkpoint(best)
+    assert saved["best_val_acc"] == history.val_acc.max()
+
+
+def test_resume_after_an_interruption_matches_an_uninterrupted_run(config, monkeypatch):
+    torch.set_num_threads(1)  # bitwise-repeatable kernels
+    uninterrupted = RunConfig(**{**config.to_dict(), "name": "full"})
+    train.train(uninterrupted, progress=False)
+    real_epoch = train.train_one_epoch
+
+    def stop_in_second_epoch(*args):
+        if args[7] == 1:  # (model, optimizer, scheduler, x, y, config, device, epoch, progress)
+            raise KeyboardInterrupt
+        return real_epoch(*args)
+
+    monkeypatch.setattr(train, "train_one_epoch", stop_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train.train(config, progress=False)
+    assert torch.load(config.run_dir / "last.pt", weights_only=False)["epoch"] == 0
+    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+    train.train(config, resume=True, progress=False)
+    resumed = torch.load(config.run_dir / "last.pt", weights_only=False)
+    full = torch.load(uninterrupted.run_dir / "last.pt", weights_only=False)
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    for key, value in full["model"].items():
+        assert torch.equal(resumed["model"][key], value), key
+
+
+def test_resume_without_a_run_is_a_clear_error(config):
+    with pytest.raises(CaseStudyError, match="nothing to resume"):
+        train.train(config, resume=True, progress=False)
+
+
+# ---------------------------------------------------------------- ImageNet weights, offline
+
+
+@pytest.fixture
+def weights_server(tmp_path, monkeypatch):
+    """Serve a ResNet18 ImageNet-shaped state dict on 127.0.0.1, named as torch hub expects."""
+    import hashlib
+
+    from torchvision.models import resnet18
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    served = tmp_path / "served"
+    served.mkdir()
+    state = resnet18(weights=None).state_dict()
+    tmp = served / "weights.pth"
+    torch.save(state, tmp)
+    name = f"resnet18-{hashlib.sha256(tmp.read_bytes()).hexdigest()[:8]}.pth"
+    tmp.rename(served / name)
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("CASESTUDY_IMAGENET_URL", f"http://127.0.0.1:{server.server_port}/{name}")
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def test_imagenet_weights_download_verify_and_load(weights_server):
+    model = build_model("imagenet")
+    assert torch.equal(model.conv1.weight, weights_server["conv1.weight"])
+    assert model.fc.out_features == 2
+
+
+def test_imagenet_weights_come_from_the_cache_once_downloaded(weights_server, monkeypatch):
+    build_model("imagenet")
+    name = os.environ["CASESTUDY_IMAGENET_URL"].rsplit("/", 1)[1]
+    assert (Path(torch.hub.get_dir()) / "checkpoints" / name).is_file()
+    monkeypatch.setenv("CASESTUDY_IMAGENET_URL", f"http://127.0.0.1:9/{name}")  # nothing there
+    assert torch.equal(build_model("imagenet").conv1.weight, weights_server["conv1.weight"])
+
+
+def test_imagenet_weights_offline_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("CASESTUDY_IMAGENET_URL", "http://127.0.0.1:9/resnet18-f37072fd.pth")
+    with pytest.raises(CaseStudyError) as err:
+        build_model("imagenet")
+    message = str(err.value)
+    assert "--weights none" in message and "--weights PATH" in message and "\n" not in message
+
+
+def test_weights_from_a_file(tmp_path):
+    trained = build_model("none")
+    torch.save({"model": trained.state_dict()}, tmp_path / "detector.pt")
+    loaded = build_model(str(tmp_path / "detector.pt"))
+    assert torch.equal(loaded.fc.weight, trained.fc.weight)
+    with pytest.raises(CaseStudyError, match="no such file"):
+        build_model(str(tmp_path / "missing.pth"))
+    (tmp_path / "junk.pth").write_text("junk")
+    with pytest.raises(CaseStudyError, match="not a PyTorch weights file"):
+        build_model(str(tmp_path / "junk.pth"))
