@@ -121,8 +121,8 @@ def prepare_data(config: RunConfig, progress: bool = True) -> None:
     print(f"index: {path}")
 
 
-def run_all(config: RunConfig, progress: bool = True) -> None:
-    """Run every stage in order and print where the results are."""
+def run_all(config: RunConfig, progress: bool = True) -> dict[str, float]:
+    """Run every stage in order, print where the results are; return seconds per stage."""
     from casestudy import embed, evaluate, explain, report, train
 
     started = time.perf_counter()
@@ -137,11 +137,17 @@ def run_all(config: RunConfig, progress: bool = True) -> None:
         ("gradcam", lambda: explain.run_gradcam(config, progress)),
         ("report", lambda: report.write_report(config)),
     ]
+    seconds = {}
     for name, stage in stages:
         print(f"== {name}", flush=True)
+        begin = time.perf_counter()
         stage()
-    print(f"done in {time.perf_counter() - started:.0f} s. Results: {config.run_dir}/ "
-          f"(report: {config.run_dir / 'report.md'}, figures: {config.run_dir / 'figures'})")
+        seconds[name] = time.perf_counter() - begin
+    timing = ", ".join(f"{name} {s:.0f} s" for name, s in seconds.items())
+    print(f"done in {time.perf_counter() - started:.0f} s ({timing}).\n"
+          f"Results: {config.run_dir}/  report: {config.run_dir / 'report.md'}  "
+          f"figures: {config.run_dir / 'figures'}/")
+    return seconds
 
 
 def show_metrics(m: dict) -> None:

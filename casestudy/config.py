@@ -31,6 +31,7 @@ class RunConfig:
     image_size: int = 64  # every image is resized to this once, then cached
     train_crop: int = 0  # 0: crop back to image_size after padding (the course's RandomCrop)
     crop_padding: int = 4
+    padding_mode: str = "constant"  # constant (zeros, as torchvision's RandomCrop) or reflect
     jitter: float = 0.1  # brightness / contrast / saturation factor range, +-
     flip: bool = True
     max_per_class: int = 0  # 0: every image

@@ -170,7 +170,8 @@ def summarize(index: pd.DataFrame) -> pd.DataFrame:
     """Count usable images per split and class (the "is it balanced?" table)."""
     used = index[index.split != ""]
     table = pd.crosstab(used.split, used.label.map(dict(enumerate(CLASS_NAMES))))
-    return table.reindex(index=[s for s in SPLITS if s in table.index])
+    return table.reindex(index=[s for s in SPLITS if s in table.index],
+                         columns=CLASS_NAMES, fill_value=0)
 
 
 def prepare(data: str, data_root: str = "data", seed: int = 0, max_per_class: int = 0,

@@ -92,7 +92,7 @@ def jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
     """Re-encode one (3, H, W) uint8 image as JPEG at `quality` and decode it again."""
     buffer = io.BytesIO()
     Image.fromarray(image.permute(1, 2, 0).numpy()).save(buffer, format="JPEG", quality=quality)
-    return torch.from_numpy(np.asarray(Image.open(buffer).convert("RGB"))).permute(2, 0, 1)
+    return torch.from_numpy(np.array(Image.open(buffer).convert("RGB"))).permute(2, 0, 1)
 
 
 # ---------------------------------------------------------------- figures

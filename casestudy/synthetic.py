@@ -30,7 +30,7 @@ fake/: rendered at 1/2 size, enlarged by transposed-convolution-style upsampling
 Labels: real = 0, fake = 1.
 """
 
-UPSAMPLE_PHASE_GAIN = 0.025  # +-2.5% gain between the output phases of the x2 up-convolution
+UPSAMPLE_PHASE_GAIN = 0.04  # +-4% gain between the output phases of the x2 up-convolution
 SENSOR_NOISE = 0.01  # std of the sensor noise, in [0, 1] intensity units
 LENS_BLUR = 0.6  # std of the real camera's blur, in output pixels: matches a fake's sharpness
 

@@ -25,15 +25,15 @@ BEST, LAST = "checkpoint.pt", "last.pt"
 
 
 def augment(x: torch.Tensor, crop: int, padding: int = 0, jitter: float = 0.0,
-            flip: bool = True) -> torch.Tensor:
+            flip: bool = True, padding_mode: str = "constant") -> torch.Tensor:
     """Augment a batch, each image its own draw: (B, 3, H, W) in [0, 1] -> (B, 3, crop, crop).
 
-    The course's transforms, batched: zero padding then a random crop, a random horizontal
-    flip, and a small brightness / contrast / saturation jitter.
+    The course's transforms, batched: padding (zeros, or "reflect") then a random crop, a
+    random horizontal flip, and a small brightness / contrast / saturation jitter.
     """
     b, _, h, w = x.shape
     if padding:
-        x = F.pad(x, (padding,) * 4)
+        x = F.pad(x, (padding,) * 4, mode=padding_mode)
     ys = torch.randint(0, h + 2 * padding - crop + 1, (b,)).tolist()
     xs = torch.randint(0, w + 2 * padding - crop + 1, (b,)).tolist()
     x = torch.stack([img[:, y : y + crop, x0 : x0 + crop] for img, y, x0 in zip(x, ys, xs)])
@@ -68,7 +68,7 @@ def train_one_epoch(model: nn.Module, optimizer, scheduler, images: torch.Tensor
     for idx in tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False,
                     disable=not progress):
         x = augment(to_unit(images[idx], device), crop, config.crop_padding, config.jitter,
-                    config.flip)
+                    config.flip, config.padding_mode)
         y = labels[idx].to(device, non_blocking=True)
         with autocast(device):
             logits = model(normalize(x))  # (B, 2)
