@@ -70,10 +70,7 @@ def run_tsne(config: RunConfig, progress: bool = True) -> Path:
     """Embed the test split of runs/<name>, save embeddings.npz and figures/tsne.png."""
     device = pick_device(config.device)
     model, _ = load_checkpoint(config.run_dir / "checkpoint.pt", device)
-    index_path = data.dataset_dir(config.data, config.data_root) / "index.csv"
-    index = data.load_index(index_path)
-    images, labels, paths = data.load_split(index, "test", config.image_size,
-                                            index_path.parent / "cache", progress)
+    images, labels, paths = data.load_for_run(config, "test", progress=progress)
     if len(images) > config.tsne_max_points:  # a seeded subsample keeps t-SNE quick
         keep = np.sort(np.random.default_rng(config.seed).choice(len(images),
                                                                  config.tsne_max_points, False))

@@ -145,12 +145,8 @@ def evaluate(config: RunConfig, eval_data: str | None = None, progress: bool = T
     device = pick_device(config.device)
     model, _ = load_checkpoint(config.run_dir / "checkpoint.pt", device)
     source = eval_data or config.data
-    index_path = data.prepare(source, config.data_root, config.seed, config.max_per_class,
-                              config.synthetic_per_class, config.synthetic_size, progress)
-    index = data.load_index(index_path)
     split = "test" if eval_data is None else "all"  # another dataset: every usable image
-    images, labels, paths = data.load_split(index, split, config.image_size,
-                                            index_path.parent / "cache", progress)
+    images, labels, paths = data.load_for_run(config, split, source, progress)
     out_dir = config.run_dir if eval_data is None else (
         config.run_dir / "eval" / data.dataset_name(eval_data))
     labels = labels.numpy()

@@ -120,13 +120,8 @@ def save_checkpoint(path: Path, **state) -> None:
 
 def load_data(config: RunConfig, progress: bool = True):
     """Index the dataset if needed and return its train and val splits as uint8 tensors."""
-    index_path = data.prepare(config.data, config.data_root, config.seed, config.max_per_class,
-                              config.synthetic_per_class, config.synthetic_size, progress)
-    index = data.load_index(index_path)
-    cache = index_path.parent / "cache"
-    train = data.load_split(index, "train", config.image_size, cache, progress)
-    val = data.load_split(index, "val", config.image_size, cache, progress)
-    return train, val
+    return (data.load_for_run(config, "train", progress=progress),
+            data.load_for_run(config, "val", progress=progress))
 
 
 def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Path:

@@ -58,6 +58,19 @@ def test_demo_report_links_every_figure_and_says_synthetic(demo):
         assert f"figures/{figure.name}" in report
 
 
+@pytest.mark.slow
+def test_a_trained_run_is_evaluated_on_another_dataset(demo, tiny_folder):
+    run, _ = demo
+    cwd = run.parent.parent
+    out = casestudy("evaluate", "--config", "demo", "--eval-data", str(tiny_folder), "--quiet",
+                    cwd=cwd).stdout
+    other = json.loads((run / "eval" / tiny_folder.name / "metrics.json").read_text())
+    assert other["dataset"] == tiny_folder.name and other["n"] == 24  # every usable image
+    assert tiny_folder.name in out
+    casestudy("report", "--config", "demo", cwd=cwd)
+    assert "## Other datasets" in (run / "report.md").read_text()
+
+
 def test_bad_input_is_one_line_without_traceback(tmp_path):
     result = casestudy("data", "index", "--data", str(tmp_path / "nowhere"), cwd=tmp_path,
                        check=False)
