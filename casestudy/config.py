@@ -32,6 +32,7 @@ class RunConfig:
     train_crop: int = 0  # 0: crop back to image_size after padding (the course's RandomCrop)
     crop_padding: int = 4
     padding_mode: str = "constant"  # constant (zeros, as torchvision's RandomCrop) or reflect
+    scale_min: float = 0.0  # > 0: random-resized crops of this least area fraction instead
     jitter: float = 0.1  # brightness / contrast / saturation factor range, +-
     flip: bool = True
     max_per_class: int = 0  # 0: every image

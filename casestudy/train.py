@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import roi_align
 from tqdm import tqdm
 
 from casestudy import CaseStudyError, data, plots
@@ -25,18 +26,24 @@ BEST, LAST = "checkpoint.pt", "last.pt"
 
 
 def augment(x: torch.Tensor, crop: int, padding: int = 0, jitter: float = 0.0,
-            flip: bool = True, padding_mode: str = "constant") -> torch.Tensor:
+            flip: bool = True, padding_mode: str = "constant", scale_min: float = 0.0
+            ) -> torch.Tensor:
     """Augment a batch, each image its own draw: (B, 3, H, W) in [0, 1] -> (B, 3, crop, crop).
 
     The course's transforms, batched: padding (zeros, or "reflect") then a random crop, a
-    random horizontal flip, and a small brightness / contrast / saturation jitter.
+    random horizontal flip, and a small brightness / contrast / saturation jitter. With
+    scale_min > 0 the crop is instead a random-resized crop (torchvision's
+    RandomResizedCrop: area fraction in [scale_min, 1], aspect ratio in [3/4, 4/3]).
     """
     b, _, h, w = x.shape
-    if padding:
-        x = F.pad(x, (padding,) * 4, mode=padding_mode)
-    ys = torch.randint(0, h + 2 * padding - crop + 1, (b,)).tolist()
-    xs = torch.randint(0, w + 2 * padding - crop + 1, (b,)).tolist()
-    x = torch.stack([img[:, y : y + crop, x0 : x0 + crop] for img, y, x0 in zip(x, ys, xs)])
+    if scale_min:
+        x = random_resized_crop(x, crop, scale_min)
+    else:
+        if padding:
+            x = F.pad(x, (padding,) * 4, mode=padding_mode)
+        ys = torch.randint(0, h + 2 * padding - crop + 1, (b,)).tolist()
+        xs = torch.randint(0, w + 2 * padding - crop + 1, (b,)).tolist()
+        x = torch.stack([img[:, y : y + crop, x0 : x0 + crop] for img, y, x0 in zip(x, ys, xs)])
     if flip:
         flips = torch.rand(b, device=x.device) < 0.5
         x = torch.where(flips.view(b, 1, 1, 1), x.flip(-1), x)
@@ -50,6 +57,20 @@ def augment(x: torch.Tensor, crop: int, padding: int = 0, jitter: float = 0.0,
         grey = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
         x = (x - grey) * factor() + grey  # saturation
     return x.clamp(0, 1)
+
+
+def random_resized_crop(x: torch.Tensor, size: int, scale_min: float) -> torch.Tensor:
+    """Cut a random box from each image and resize it: (B, 3, H, W) -> (B, 3, size, size)."""
+    b, _, h, w = x.shape
+    area = torch.empty(b).uniform_(scale_min, 1.0)
+    ratio = torch.exp(torch.empty(b).uniform_(math.log(3 / 4), math.log(4 / 3)))
+    bw = (w * torch.sqrt(area * ratio)).clamp(max=w)
+    bh = (h * torch.sqrt(area / ratio)).clamp(max=h)
+    x0 = torch.rand(b) * (w - bw)
+    y0 = torch.rand(b) * (h - bh)
+    boxes = torch.stack([torch.arange(b, dtype=torch.float32), x0, y0, x0 + bw, y0 + bh], 1)
+    return roi_align(x, boxes.to(x.device, x.dtype), output_size=size, aligned=True,
+                     sampling_ratio=2)
 
 
 def batch_order(n: int, batch_size: int, shuffle: bool) -> list[torch.Tensor]:
@@ -68,7 +89,7 @@ def train_one_epoch(model: nn.Module, optimizer, scheduler, images: torch.Tensor
     for idx in tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False,
                     disable=not progress):
         x = augment(to_unit(images[idx], device), crop, config.crop_padding, config.jitter,
-                    config.flip, config.padding_mode)
+                    config.flip, config.padding_mode, config.scale_min)
         y = labels[idx].to(device, non_blocking=True)
         with autocast(device):
             logits = model(normalize(x))  # (B, 2)

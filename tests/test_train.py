@@ -44,6 +44,20 @@ def test_crop_takes_a_window_of_the_zero_padded_image(crop, padding):
         assert (windows == o[:, None, None]).flatten(3).all(-1).all(0).any()
 
 
+def test_random_resized_crop_cuts_a_box_and_resizes_it():
+    torch.manual_seed(0)
+    ramp = torch.linspace(0, 1, 40).view(1, 1, 1, 40).expand(8, 3, 40, 40).contiguous()
+    out = train.augment(ramp, crop=16, flip=False, scale_min=0.25)
+    assert out.shape == (8, 3, 16, 16)
+    # each output is a horizontal ramp again: increasing along x, constant along y
+    assert (out[..., 1:] >= out[..., :-1] - 1e-6).all()
+    assert torch.allclose(out, out[:, :, :1, :].expand_as(out), atol=1e-6)
+    spans = out[:, 0, 0, -1] - out[:, 0, 0, 0]  # the box widths differ image to image
+    assert spans.max() - spans.min() > 0.05 and spans.max() <= 1.0
+    flat = train.augment(torch.full((2, 3, 40, 40), 0.3), crop=16, flip=False, scale_min=0.5)
+    assert torch.allclose(flat, torch.full_like(flat, 0.3))
+
+
 def test_jitter_stays_in_range_and_changes_pixels():
     x = images()
     out = train.augment(x, crop=12, jitter=0.2, flip=False)
