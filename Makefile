@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/casestudy run --config demo
+	$(BIN)/casestudy run --config demo --overwrite
 
 lint: $(STAMP)
 	$(BIN)/ruff check casestudy tests benchmarks

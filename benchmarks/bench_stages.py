@@ -31,15 +31,15 @@ def main() -> None:
         args.data_root = args.data_root or os.path.join(tmp, "data")
         config = config_from(args)
         started = time.perf_counter()
-        seconds = run_all(config, progress=not args.quiet)
+        seconds = run_all(config, progress=not args.quiet, overwrite=True)
         total = time.perf_counter() - started
         metrics = load_metrics(config.run_dir)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
-    print(f"config: data={config.data} image_size={config.image_size} "
-          f"train_crop={config.train_crop} epochs={config.epochs} batch={config.batch_size} "
-          f"lr={config.lr} weights={config.weights} seed={config.seed}\n")
+    settings = ("data", "image_size", "train_crop", "crop_padding", "scale_min", "flip", "jitter",
+                "epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "weights", "seed")
+    print("config: " + " ".join(f"{k}={getattr(config, k)}" for k in settings) + "\n")
     print("| stage | seconds |\n| --- | ---: |")
     for name, s in seconds.items():
         print(f"| {name} | {s:.1f} |")

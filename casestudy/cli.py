@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                        ("report", "write runs/<name>/report.md"),
                        ("run", "every stage in order, then the report")):
         add_config_flags(sub.add_parser(name, help=text))
+    for name in ("train", "run"):
+        sub.choices[name].add_argument("--overwrite", action="store_true",
+                                       help="replace an existing run of the same name")
     return parser
 
 
@@ -93,7 +96,8 @@ def dispatch(args: argparse.Namespace, config: RunConfig, progress: bool) -> Non
             config.data = "synthetic"
         prepare_data(config, progress)
     elif args.command == "train":
-        print(f"best checkpoint: {train.train(config, resume=args.resume, progress=progress)}")
+        best = train.train(config, resume=args.resume, overwrite=args.overwrite, progress=progress)
+        print(f"best checkpoint: {best}")
     elif args.command == "evaluate":
         show_metrics(evaluate.evaluate(config, progress=progress))
         for other in config.eval_data:
@@ -106,7 +110,7 @@ def dispatch(args: argparse.Namespace, config: RunConfig, progress: bool) -> Non
     elif args.command == "report":
         print(f"report: {report.write_report(config)}")
     elif args.command == "run":
-        run_all(config, progress)
+        run_all(config, progress, overwrite=args.overwrite)
 
 
 def prepare_data(config: RunConfig, progress: bool = True) -> None:
@@ -122,14 +126,14 @@ def prepare_data(config: RunConfig, progress: bool = True) -> None:
     print(f"index: {path}")
 
 
-def run_all(config: RunConfig, progress: bool = True) -> dict[str, float]:
+def run_all(config: RunConfig, progress: bool = True, overwrite: bool = False) -> dict[str, float]:
     """Run every stage in order, print where the results are; return seconds per stage."""
     from casestudy import embed, evaluate, explain, report, train
 
     started = time.perf_counter()
     stages = [
         ("data", lambda: prepare_data(config, progress)),
-        ("train", lambda: train.train(config, progress=progress)),
+        ("train", lambda: train.train(config, overwrite=overwrite, progress=progress)),
         ("evaluate", lambda: show_metrics(evaluate.evaluate(config, progress=progress))),
         *[(f"evaluate on {other}", lambda o=other: show_metrics(
             evaluate.evaluate(config, eval_data=o, progress=progress)))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -145,11 +146,21 @@ def load_data(config: RunConfig, progress: bool = True):
             data.load_for_run(config, "val", progress=progress))
 
 
-def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train a detector into runs/<name>/; return the path of its best checkpoint."""
+def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
+          progress: bool = True) -> Path:
+    """Train a detector into runs/<name>/; return the path of its best checkpoint.
+
+    An existing run is never replaced by accident: continue it with resume, or start
+    afresh with overwrite (which clears its old results so nothing mixes).
+    """
     run_dir = config.run_dir
     if resume:
         config = resumed_config(config)
+    elif (run_dir / LAST).exists():
+        if not overwrite:
+            raise CaseStudyError(f"{run_dir} already holds a trained run: continue it with --resume, "
+                                 f"replace it with --overwrite, or pick another --name")
+        clear_run(run_dir)
     seed_everything(config.seed, config.deterministic)
     device = pick_device(config.device)
     (train_x, train_y, _), (val_x, val_y, _) = load_data(config, progress)
@@ -191,6 +202,16 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
         save_checkpoint(run_dir / LAST, **state, best_val_acc=best_acc)
         write_history(history, run_dir, config.data)
     return run_dir / BEST
+
+
+def clear_run(run_dir: Path) -> None:
+    """Remove a previous run's checkpoints and results before it is trained afresh."""
+    for name in (BEST, LAST, "history.csv", "metrics.json", "predictions.csv", "embeddings.npz",
+                 "report.md"):
+        (run_dir / name).unlink(missing_ok=True)
+    for folder in (run_dir / "figures", run_dir / "eval"):
+        if folder.is_dir():
+            shutil.rmtree(folder)
 
 
 def resumed_config(config: RunConfig) -> RunConfig:

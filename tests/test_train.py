@@ -133,6 +133,17 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run(config, monke
         assert torch.equal(resumed["model"][key], value), key
 
 
+def test_an_existing_run_is_never_replaced_by_accident(config):
+    train.train(config, progress=False)
+    (config.run_dir / "metrics.json").write_text("{}")  # a result of the earlier run
+    with pytest.raises(CaseStudyError, match="--overwrite"):
+        train.train(config, progress=False)
+    assert (config.run_dir / "metrics.json").exists()
+    train.train(config, overwrite=True, progress=False)
+    assert not (config.run_dir / "metrics.json").exists()  # stale results cleared
+    assert (config.run_dir / "checkpoint.pt").exists()
+
+
 def test_resume_without_a_run_is_a_clear_error(config):
     with pytest.raises(CaseStudyError, match="nothing to resume"):
         train.train(config, resume=True, progress=False)
