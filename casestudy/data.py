@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -185,15 +186,18 @@ def prepare(data: str, data_root: str = "data", seed: int = 0, max_per_class: in
 
         folder = out / "images"
         stamp = out / f"made-{seed}-{synthetic_per_class}-{synthetic_size}"
-        if not stamp.exists():
+        if not stamp.exists():  # other settings: make the set afresh, no stale images
+            shutil.rmtree(folder, ignore_errors=True)
+            for old in out.glob("made-*"):
+                old.unlink()
             make_synthetic(folder, synthetic_per_class, synthetic_size, seed, progress=progress)
             stamp.touch()
             index_path.unlink(missing_ok=True)
         source = folder
     else:
         source = Path(data)
-    # an index is rebuilt when its settings change; settings.txt records them
-    settings = f"{Path(source).resolve()} seed={seed} max_per_class={max_per_class}"
+    # the index is rebuilt when its settings or the folder's files change
+    settings = f"{Path(source).resolve()} seed={seed} max_per_class={max_per_class} {listing(source)}"
     settings_file = out / "index-settings.txt"
     if not index_path.exists() or not settings_file.exists() or settings_file.read_text() != settings:
         index = index_folder(source, seed=seed, max_per_class=max_per_class, progress=progress)
@@ -209,6 +213,13 @@ def load_for_run(config, split: str, source: str | None = None, progress: bool =
                          progress)
     return load_split(load_index(index_path), split, config.image_size, index_path.parent / "cache",
                       progress)
+
+
+def listing(root: Path) -> str:
+    """Summarise the files under root/real and root/fake: their count and newest change."""
+    files = [p for name in LABELS for p in (Path(root) / name).rglob("*") if p.is_file()]
+    newest = max((p.stat().st_mtime_ns for p in files), default=0)
+    return f"files={len(files)} newest={newest}"
 
 
 # ---------------------------------------------------------------- decoding and the cache

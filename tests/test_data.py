@@ -149,3 +149,22 @@ def test_parallel_and_serial_decoding_agree(tmp_path):
     paths = sorted(str(p) for p in root.rglob("*.png"))
     np.testing.assert_array_equal(data.load_images(paths, 12, False, workers=2),
                                   data.load_images(paths, 12, False, workers=1))
+
+
+def test_synthetic_data_is_made_afresh_when_its_settings_change(tmp_path):
+    first = data.load_index(data.prepare("synthetic", str(tmp_path), synthetic_per_class=12,
+                                         synthetic_size=16, progress=False))
+    again = data.load_index(data.prepare("synthetic", str(tmp_path), synthetic_per_class=12,
+                                         synthetic_size=16, progress=False))
+    assert first.equals(again)
+    fewer = data.load_index(data.prepare("synthetic", str(tmp_path), synthetic_per_class=5,
+                                         synthetic_size=16, progress=False))
+    assert len(first) == 24 and len(fewer) == 10
+    assert (fewer.width == 16).all()
+
+
+def test_the_index_follows_the_folder_when_files_are_added(tiny_folder, tmp_path):
+    first = data.load_index(data.prepare(str(tiny_folder), str(tmp_path / "d"), progress=False))
+    write_image(tiny_folder / "fake" / "new.png", np.full((8, 8, 3), 77, np.uint8))
+    second = data.load_index(data.prepare(str(tiny_folder), str(tmp_path / "d"), progress=False))
+    assert len(second) == len(first) + 1 and second.path.str.endswith("new.png").any()
