@@ -93,8 +93,8 @@ def test_real_faces_end_to_end(shared_sample, tmp_path):
     """Index, train briefly, evaluate, t-SNE and Grad-CAM on real FFHQ / StyleGAN faces."""
     index = casestudy("data", "index", "--data", str(shared_sample), "--quiet", cwd=tmp_path)
     assert "index:" in index.stdout
-    casestudy("run", "--config", "demo", "--name", "real", "--data", str(shared_sample),
-              "--image-size", "64", "--epochs", "4", "--quiet", cwd=tmp_path)
+    casestudy("run", "--config", "sample", "--name", "real", "--data", str(shared_sample),
+              "--epochs", "4", "--quiet", cwd=tmp_path)
     run = tmp_path / "runs" / "real"
     missing = [name for name in ARTEFACTS if not (run / name).is_file()]
     assert not missing
