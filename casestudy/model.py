@@ -91,11 +91,6 @@ def to_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     return normalize(to_unit(images, device))
 
 
-def from_input(x: torch.Tensor) -> torch.Tensor:
-    """Undo the normalisation: model input -> (B, 3, H, W) float in [0, 1], for display."""
-    return (x.float().cpu() * IMAGENET_STD + IMAGENET_MEAN).clamp(0, 1)
-
-
 def penultimate(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Return the 512-d embedding that the head classifies: (B, 3, H, W) -> (B, 512)."""
     m = model

@@ -168,3 +168,11 @@ def test_the_index_follows_the_folder_when_files_are_added(tiny_folder, tmp_path
     write_image(tiny_folder / "fake" / "new.png", np.full((8, 8, 3), 77, np.uint8))
     second = data.load_index(data.prepare(str(tiny_folder), str(tmp_path / "d"), progress=False))
     assert len(second) == len(first) + 1 and second.path.str.endswith("new.png").any()
+
+
+def test_max_per_class_keeps_a_seeded_subset_of_each_class(tmp_path):
+    root = make_folder(tmp_path / "d", per_class=30, size=8)
+    index = data.index_folder(root, seed=0, max_per_class=10, progress=False)
+    assert index.groupby("label").size().tolist() == [10, 10]
+    again = data.index_folder(root, seed=0, max_per_class=10, progress=False)
+    assert sorted(index.path) == sorted(again.path)
