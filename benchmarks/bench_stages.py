@@ -1,8 +1,8 @@
 """Time every stage of `casestudy run` and print a table (a benchmark, not a test).
 
     .venv/bin/python benchmarks/bench_stages.py                       # the demo preset
-    .venv/bin/python benchmarks/bench_stages.py --data ../shared/data/faces-140k-sample \\
-        --image-size 128 --epochs 12                                   # real faces
+    .venv/bin/python benchmarks/bench_stages.py --config sample \\
+        --data ../shared/data/faces-140k-sample                        # real faces
 
 Runs go to a temporary folder unless --runs-root is given. Prints one markdown row per
 stage plus the test metrics, ready for benchmarks/RESULTS.md.

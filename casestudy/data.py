@@ -206,13 +206,14 @@ def prepare(data: str, data_root: str = "data", seed: int = 0, max_per_class: in
     return index_path
 
 
-def load_for_run(config, split: str, source: str | None = None, progress: bool = True):
-    """Prepare the run's dataset (or `source`) and return one split: images, labels, paths."""
+def load_for_run(config, *splits: str, source: str | None = None, progress: bool = True):
+    """Prepare the run's dataset (or `source`) once; return (images, labels, paths) per split."""
     index_path = prepare(source or config.data, config.data_root, config.seed,
                          config.max_per_class, config.synthetic_per_class, config.synthetic_size,
                          progress)
-    return load_split(load_index(index_path), split, config.image_size, index_path.parent / "cache",
-                      progress)
+    index = load_index(index_path)
+    return [load_split(index, split, config.image_size, index_path.parent / "cache", progress)
+            for split in splits]
 
 
 def listing(root: Path) -> str:

@@ -70,7 +70,7 @@ def run_tsne(config: RunConfig, progress: bool = True) -> Path:
     """Embed the test split of runs/<name>, save embeddings.npz and figures/tsne.png."""
     device = pick_device(config.device)
     model, _ = load_checkpoint(config.run_dir / "checkpoint.pt", device)
-    images, labels, paths = data.load_for_run(config, "test", progress=progress)
+    [(images, labels, paths)] = data.load_for_run(config, "test", progress=progress)
     if len(images) > config.tsne_max_points:  # a seeded subsample keeps t-SNE quick
         keep = np.sort(np.random.default_rng(config.seed).choice(len(images),
                                                                  config.tsne_max_points, False))

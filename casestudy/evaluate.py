@@ -146,7 +146,7 @@ def evaluate(config: RunConfig, eval_data: str | None = None, progress: bool = T
     model, _ = load_checkpoint(config.run_dir / "checkpoint.pt", device)
     source = eval_data or config.data
     split = "test" if eval_data is None else "all"  # another dataset: every usable image
-    images, labels, paths = data.load_for_run(config, split, source, progress)
+    [(images, labels, paths)] = data.load_for_run(config, split, source=source, progress=progress)
     out_dir = config.run_dir if eval_data is None else (
         config.run_dir / "eval" / data.dataset_name(eval_data))
     labels = labels.numpy()

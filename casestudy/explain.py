@@ -93,7 +93,7 @@ def run_gradcam(config: RunConfig, progress: bool = True) -> list[Path]:
     """Write Grad-CAM overlays and per-class mean CAMs of the test split into figures/."""
     device = pick_device(config.device)
     model, _ = load_checkpoint(config.run_dir / "checkpoint.pt", device)
-    images, labels, _ = data.load_for_run(config, "test", progress=progress)
+    [(images, labels, _)] = data.load_for_run(config, "test", progress=progress)
     labels = labels.numpy()
     p_fake = predict(model, images, device)
     pred = (p_fake >= 0.5).astype(int)

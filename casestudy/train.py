@@ -142,8 +142,7 @@ def save_checkpoint(path: Path, **state) -> None:
 
 def load_data(config: RunConfig, progress: bool = True):
     """Index the dataset if needed and return its train and val splits as uint8 tensors."""
-    return (data.load_for_run(config, "train", progress=progress),
-            data.load_for_run(config, "val", progress=progress))
+    return data.load_for_run(config, "train", "val", progress=progress)
 
 
 def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
