@@ -1,7 +1,7 @@
 """The `casestudy` command: one subcommand per stage, and `run` for all of them.
 
     casestudy data synthetic | data index --data PATH
-    casestudy train | evaluate | tsne | gradcam | report | run   [--config demo] [flags]
+    casestudy eda | train | evaluate | tsne | gradcam | report | run   [--config demo] [flags]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ STAGE_FLAGS = {  # flag -> (type, help); each overrides the RunConfig field of t
     "epochs": (int, "training epochs"),
     "batch_size": (int, "batch size"),
     "lr": (float, "peak learning rate (warm-up, then cosine decay)"),
+    "eda_per_class": (int, "images per class the EDA measures (0: all)"),
     "synthetic_per_class": (int, "synthetic images per class"),
     "synthetic_size": (int, "synthetic image size in pixels"),
 }
@@ -54,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd = sub.add_parser("train", help="train the ResNet18 detector")
     add_config_flags(train_cmd)
     train_cmd.add_argument("--resume", action="store_true", help="continue runs/<name>/last.pt")
-    for name, text in (("evaluate", "metrics and figures on the test split"),
+    for name, text in (("eda", "explore the data: colour, brightness, texture, spectra"),
+                       ("evaluate", "metrics and figures on the test split"),
                        ("tsne", "t-SNE of the test embeddings"),
                        ("gradcam", "Grad-CAM heat maps"),
                        ("report", "write runs/<name>/report.md"),
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def dispatch(args: argparse.Namespace, config: RunConfig, progress: bool) -> None:
-    from casestudy import embed, evaluate, explain, report, train  # torch loads here
+    from casestudy import eda, embed, evaluate, explain, report, train  # torch loads here
 
     if args.command == "data":
         if args.action == "index" and config.data == "synthetic":
@@ -95,6 +97,8 @@ def dispatch(args: argparse.Namespace, config: RunConfig, progress: bool) -> Non
         if args.action == "synthetic":
             config.data = "synthetic"
         prepare_data(config, progress)
+    elif args.command == "eda":
+        show_eda(eda.run_eda(config, progress), config)
     elif args.command == "train":
         best = train.train(config, resume=args.resume, overwrite=args.overwrite, progress=progress)
         print(f"best checkpoint: {best}")
@@ -128,11 +132,12 @@ def prepare_data(config: RunConfig, progress: bool = True) -> None:
 
 def run_all(config: RunConfig, progress: bool = True, overwrite: bool = False) -> dict[str, float]:
     """Run every stage in order, print where the results are; return seconds per stage."""
-    from casestudy import embed, evaluate, explain, report, train
+    from casestudy import eda, embed, evaluate, explain, report, train
 
     started = time.perf_counter()
     stages = [
         ("data", lambda: prepare_data(config, progress)),
+        ("eda", lambda: show_eda(eda.run_eda(config, progress), config)),
         ("train", lambda: train.train(config, overwrite=overwrite, progress=progress)),
         ("evaluate", lambda: show_metrics(evaluate.evaluate(config, progress=progress))),
         *[(f"evaluate on {other}", lambda o=other: show_metrics(
@@ -153,6 +158,15 @@ def run_all(config: RunConfig, progress: bool = True, overwrite: bool = False) -
           f"Results: {config.run_dir}/  report: {config.run_dir / 'report.md'}  "
           f"figures: {config.run_dir / 'figures'}/")
     return seconds
+
+
+def show_eda(summary: dict, config: RunConfig) -> None:
+    for question, answer in summary["answers"].items():
+        print(f"{question}: {answer}")
+    for path, reason in summary["skipped"].items():
+        print(f"skipped {path}: {reason}")
+    print(f"EDA in {summary['seconds']:.0f} s: {config.run_dir / 'eda_summary.json'}, "
+          f"{config.run_dir / 'eda.csv'}, figures {config.run_dir / 'figures'}/eda_*.png")
 
 
 def show_metrics(m: dict) -> None:

@@ -45,6 +45,7 @@ class RunConfig:
     label_smoothing: float = 0.0
     compile: bool = False
     # later stages
+    eda_per_class: int = 500  # images per class the EDA measures (0: all)
     eval_data: list[str] = field(default_factory=list)  # other datasets to evaluate on
     perturbations: list[str] = field(
         default_factory=lambda: ["jpeg:50", "downscale:0.5", "blur:1.0"]

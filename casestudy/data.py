@@ -226,16 +226,21 @@ def listing(root: Path) -> str:
 # ---------------------------------------------------------------- decoding and the cache
 
 
-def decode(path: str, size: int) -> np.ndarray:
-    """Decode any image (grey, palette, RGBA, 16-bit) to RGB and resize: (3, size, size) uint8."""
+def read_rgb(path: str) -> Image.Image:
+    """Open any image (grey, palette, RGBA, 16-bit, CMYK) and convert it to 8-bit RGB."""
     with Image.open(path) as img:
         if img.mode in ("I;16", "I;16B", "I;16L", "I"):
             img = Image.fromarray((np.asarray(img, np.float64) / 256).clip(0, 255).astype(np.uint8))
         img = img.convert("RGBA").convert("RGB") if img.mode in ("P", "LA", "PA") else img
-        img = img.convert("RGB")
-        if img.size != (size, size):
-            img = img.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=None)
-        return np.asarray(img, np.uint8).transpose(2, 0, 1).copy()
+        return img.convert("RGB")
+
+
+def decode(path: str, size: int) -> np.ndarray:
+    """Decode any image to RGB and resize it: (3, size, size) uint8."""
+    img = read_rgb(path)
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=None)
+    return np.asarray(img, np.uint8).transpose(2, 0, 1).copy()
 
 
 def _decode_one(job):

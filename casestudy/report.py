@@ -36,6 +36,49 @@ def metrics_table(rows: dict) -> list[str]:
     return lines + [metric_row(name, m) for name, m in rows.items()]
 
 
+QUESTIONS = {"balanced": "Is the data balanced?",
+             "brightness": "Do real and fake differ in brightness; would brightness alone detect fakes?",
+             "spectrum": "Do they share the same distribution of mean FFT magnitude (texture)?",
+             "cnn_possible": "Does that mean a CNN cannot tell them apart?",
+             "strongest": "What separates them best before any deep learning?"}
+
+
+def eda_section(run: Path) -> list[str]:
+    """The EDA's answers in one sentence each, its numbers and its figures."""
+    from casestudy import eda, eda_plots
+
+    summary = eda.load_summary(run)
+    if summary is None:
+        return []
+    n = summary["n_images"]
+    lines = ["## Exploring the data", "",
+             f"Measured on a seeded sample of {n['real']} real and {n['fake']} fake images "
+             "([eda.csv](eda.csv), [eda_summary.json](eda_summary.json)).", ""]
+    lines += [f"- **{QUESTIONS[key]}** {answer}" for key, answer in summary["answers"].items()]
+    lines += ["", "| feature | real mean (sd) | fake mean (sd) | Cohen's d | KS p | AUC | held-out acc. |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, f in summary["features"].items():
+        lines.append(f"| {eda.FEATURE_NAMES[name]} | {f['real_mean']:.4g} ({f['real_sd']:.3g}) | "
+                     f"{f['fake_mean']:.4g} ({f['fake_sd']:.3g}) | {f['cohens_d']:+.2f} | "
+                     f"{f['ks_p']:.2g} | {f['auc']:.3f} | {f['threshold_accuracy']:.3f} |")
+    b = summary["baseline"]
+    lines += ["", f"Baseline: {b['model']}, {b['folds']}-fold cross-validated accuracy "
+              f"{b['accuracy']:.3f} (sd {b['accuracy_sd']:.3f}), ROC-AUC {b['auc']:.3f}.", ""]
+    if summary["skipped"]:
+        lines += [f"{len(summary['skipped'])} file(s) could not be read and were skipped: "
+                  + "; ".join(f"`{p}` ({why})" for p, why in summary["skipped"].items()), ""]
+    lines += figure_lines(run, eda_plots.FIGURES, level="###")
+    return lines
+
+
+def figure_lines(run: Path, figures: list, level: str = "###") -> list[str]:
+    lines = []
+    for file, title, caption in figures:
+        if (run / "figures" / file).is_file():
+            lines += [f"{level} {title}", "", f"![{title}](figures/{file})", "", f"*{caption}*", ""]
+    return lines
+
+
 def write_report(config: RunConfig) -> Path:
     """Assemble runs/<name>/report.md from what the stages wrote."""
     run = config.run_dir
@@ -58,6 +101,7 @@ def write_report(config: RunConfig) -> Path:
                   *[f"| {split} | " + " | ".join(str(v) for v in row) + " |"
                     for split, row in table.iterrows()],
                   "", f"{excluded} file(s) excluded (see `status` in {index_path}).", ""]
+    lines += eda_section(run)
     if (run / "history.csv").is_file():
         history = pd.read_csv(run / "history.csv")
         best = history.loc[history.val_acc.idxmax()]
@@ -75,10 +119,7 @@ def write_report(config: RunConfig) -> Path:
     if others:
         rows = {p.parent.name: json.loads(p.read_text()) for p in others}
         lines += ["## Other datasets", "", *metrics_table(rows), ""]
-    lines += ["## Figures", ""]
-    for file, title, caption in FIGURES:
-        if (run / "figures" / file).is_file():
-            lines += [f"### {title}", "", f"![{title}](figures/{file})", "", f"*{caption}*", ""]
+    lines += ["## Figures", "", *figure_lines(run, FIGURES)]
     out = run / "report.md"
     out.write_text("\n".join(lines))
     return out

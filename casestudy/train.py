@@ -204,13 +204,15 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
 
 
 def clear_run(run_dir: Path) -> None:
-    """Remove a previous run's checkpoints and results before it is trained afresh."""
+    """Remove a previous run's model and its results (not the EDA) before training afresh."""
     for name in (BEST, LAST, "history.csv", "metrics.json", "predictions.csv", "embeddings.npz",
                  "report.md"):
         (run_dir / name).unlink(missing_ok=True)
-    for folder in (run_dir / "figures", run_dir / "eval"):
-        if folder.is_dir():
-            shutil.rmtree(folder)
+    if (run_dir / "eval").is_dir():
+        shutil.rmtree(run_dir / "eval")
+    for figure in (run_dir / "figures").glob("*.png"):
+        if not figure.name.startswith("eda_"):  # the EDA is about the data, not the model
+            figure.unlink()
 
 
 def resumed_config(config: RunConfig) -> RunConfig:

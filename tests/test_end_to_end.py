@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 ARTEFACTS = ["config.yaml", "checkpoint.pt", "last.pt", "history.csv", "metrics.json",
-             "predictions.csv", "embeddings.npz", "report.md",
+             "predictions.csv", "embeddings.npz", "report.md", "eda.csv", "eda_summary.json",
              "figures/training_curves.png", "figures/confusion_matrix.png", "figures/roc.png",
              "figures/robustness.png", "figures/tsne.png", "figures/gradcam_examples.png",
-             "figures/gradcam_mean.png"]
+             "figures/gradcam_mean.png", "figures/eda_balance.png", "figures/eda_power_spectrum.png"]
 
 
 def casestudy(*args, cwd, env=None, check=True):
