@@ -1,6 +1,6 @@
 """The `casestudy` command: one subcommand per stage, and `run` for all of them.
 
-    casestudy data synthetic | data index --data PATH
+    casestudy data synthetic | data index --data PATH | data fetch [--dataset course] [--weights imagenet]
     casestudy eda | train | evaluate | tsne | gradcam | report | run   [--config demo] [flags]
 """
 
@@ -52,6 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data_cmd.add_subparsers(dest="action", required=True)
     add_config_flags(data_sub.add_parser("synthetic", help="make the embedded synthetic dataset"))
     add_config_flags(data_sub.add_parser("index", help="index a folder with real/ and fake/"))
+    fetch = data_sub.add_parser("fetch", help="fetch the course data or the ImageNet weights, verified",
+                                description="Fetch what data_manifest.yaml declares, verify every file "
+                                "and lay it out under <data-root>/raw/real and /fake; safe to interrupt "
+                                "and re-run. Add --weights imagenet for torchvision's ResNet18 weights.")
+    add_config_flags(fetch)
+    fetch.add_argument("--dataset", help="a collection of the manifest (default course; none with "
+                       "only --weights imagenet)")
+    fetch.add_argument("--real", type=int, help="real images to fetch (whole folders of 1000)")
+    fetch.add_argument("--fake", type=int, help="fake images to fetch (whole zips of 1000)")
+    fetch.add_argument("--source", help="drive, http, kaggle or local from the manifest; "
+                       "kaggle:OWNER/NAME; or an http(s):// mirror")
+    fetch.add_argument("--from", dest="local", metavar="PATH",
+                       help="import from a folder or zip you already have (tried first)")
+    fetch.add_argument("--dry-run", action="store_true", help="list what would be fetched, and its size")
     train_cmd = sub.add_parser("train", help="train the ResNet18 detector")
     add_config_flags(train_cmd)
     train_cmd.add_argument("--resume", action="store_true", help="continue runs/<name>/last.pt")
@@ -92,6 +106,15 @@ def dispatch(args: argparse.Namespace, config: RunConfig, progress: bool) -> Non
     from casestudy import eda, embed, evaluate, explain, report, train  # torch loads here
 
     if args.command == "data":
+        if args.action == "fetch":
+            from casestudy.download import fetch_data
+
+            if config.weights not in ("none", "imagenet"):
+                raise CaseStudyError(f"--weights {config.weights}: only imagenet can be fetched")
+            dataset = args.dataset or (None if args.weights == "imagenet" else "course")
+            fetch_data(dataset, args.real, args.fake, config.weights == "imagenet", config.data_root,
+                       args.source, args.local, args.dry_run, progress)
+            return
         if args.action == "index" and config.data == "synthetic":
             raise CaseStudyError("`data index` needs --data FOLDER (a folder with real/ and fake/)")
         if args.action == "synthetic":
