@@ -17,6 +17,7 @@ casestudy/sources.py; the manifest and its schema in casestudy/manifest.py.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -121,7 +122,6 @@ class Summary:
     fetched: list[str] = field(default_factory=list)
     present: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
-    planned_bytes: int = 0
 
     def show(self, next_step: str) -> None:
         print(f"fetched {len(self.fetched)}, already present {len(self.present)}, "
@@ -129,10 +129,14 @@ class Summary:
         by_reason: dict[str, list[str]] = {}
         for name, why in self.failed.items():
             by_reason.setdefault(why, []).append(name)
-        for why, names in by_reason.items():
+        for why, names in list(by_reason.items())[:10]:
             more = f" and {len(names) - 1} more" if len(names) > 1 else ""
             print(f"failed {names[0]}{more}: {why}")
-        if not self.failed:
+        if len(by_reason) > 10:
+            print(f"... and {len(by_reason) - 10} other reasons")
+        if self.failed:
+            print("run the same command again to retry what failed (nothing verified is fetched twice)")
+        else:
             print(f"next: {next_step}")
 
 
@@ -282,6 +286,11 @@ def fetch_from(item: Item, source, fetch: Fetch) -> None:
         except source.transient as err:  # a cut transfer: keep the bytes, the next attempt resumes
             problem = Unavailable(f"transfer of {item.name} from {source.label} failed: {reason(err)}")
             continue
+        except OSError as err:  # requests' other errors are OSErrors too
+            if err.errno == errno.ENOSPC:
+                raise CaseStudyError(f"the disk under {fetch.root} is full: free some space and run the "
+                                     f"same command again") from None
+            raise Unavailable(f"{item.name} from {source.label}: {reason(err)}") from None
         problem = check(item, part, source.label, fetch.state().get("pinned", {}))
         if problem is None:
             try:
@@ -328,6 +337,9 @@ def run_items(items: list[Item], sources: list, fetch: Fetch, summary: Summary) 
             (summary.fetched if outcome == "fetched" else summary.present).append(item.name)
         except Unavailable as err:
             summary.failed[item.name] = str(err)
+        except Exception:
+            fetch.cancel.set()  # anything else (a full disk) stops every worker, then the run
+            raise
         with fetch.lock:
             files_bar.update()
 
@@ -415,12 +427,15 @@ def compact_ffhq_index(metadata: Path, index_file: Path) -> dict:
     return index
 
 
+def free_bytes(folder: Path) -> int:
+    while not folder.exists():  # the nearest folder that exists is on the same disk
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
 def check_disk_space(folder: Path, needed: int) -> None:
     """Stop before starting when the disk holding `folder` lacks room for what is to be fetched."""
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
-    free = shutil.disk_usage(existing).free
+    free = free_bytes(folder)
     if needed * 1.05 > free:
         raise CaseStudyError(f"not enough disk space under {folder}: about {gigabytes(needed)} to fetch, "
                              f"{gigabytes(free)} free; free some space, choose --data-root on a larger "
@@ -447,10 +462,7 @@ def dry_run(groups: list[tuple[str, list[Item]]], notes: list[tuple[str, int]], 
             print(f"  ... and {len(missing) - 12} more")
     for note, _ in notes:
         print(note)
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
-    print(f"total to fetch: ~{gigabytes(total)} (free: {gigabytes(shutil.disk_usage(existing).free)}); "
+    print(f"total to fetch: ~{gigabytes(total)} (free: {gigabytes(free_bytes(folder))}); "
           f"nothing fetched (--dry-run)")
 
 
@@ -492,7 +504,11 @@ def fetch_collection(manifest: dict, dataset: str, real: int | None, fake: int |
     for label, asked in (("real", real), ("fake", fake)):
         key = collection[label]
         spec = manifest["datasets"][key]
-        count = asked or collection.get(f"default_{label}", 10 * spec["per_unit"])
+        count = collection.get(f"default_{label}", 10 * spec["per_unit"]) if asked is None else asked
+        if count < 0:
+            raise CaseStudyError(f"--{label} {count}: give a number of images, 0 or more")
+        if count == 0:
+            continue
         if count % spec["per_unit"]:
             unit = "folders" if spec["layout"] == "images" else "zips"
             print(f"note: --{label} {count} is rounded up to whole {unit} of {spec['per_unit']} images")
@@ -505,7 +521,7 @@ def fetch_collection(manifest: dict, dataset: str, real: int | None, fake: int |
         meta = manifest["files"][spec["checksums"]]
         meta_item = file_item(meta, fetch.work / meta["name"])
         meta_sources = src.choose(meta["sources"], source, local, fetch, spec["checksums"])
-        index_file = fetch.work / f"{key}-images.json"
+        index_file = fetch.work / f"{key}-images-{meta.get('md5') or meta['sha256'][:32]}.json"
         if not index_file.is_file() and not is_present(meta_item):
             if dry_run_only:
                 n = math.ceil(count / spec["per_unit"]) * spec["per_unit"]

@@ -45,6 +45,8 @@ def choose(specs: list[dict], source: str | None, local: str | None, fetch, key:
         raise CaseStudyError(f"--source {source}: use one of {', '.join(KINDS)}, kaggle:OWNER/NAME "
                              f"or an http(s):// address")
     if local:
+        if not Path(local).expanduser().exists():
+            raise CaseStudyError(f"--from {local}: no such folder or zip file")
         chosen.insert(0, {"kind": "local", "path": local})
     made = []
     for spec in chosen:

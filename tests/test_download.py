@@ -401,6 +401,15 @@ def test_drive_fetch_goes_through_gdown_with_per_image_ids_and_the_folder_listin
     assert len(drive.listing_calls) == 1
 
 
+def test_a_zip_missing_from_the_drive_listing_says_how_to_name_it(drive, monkeypatch):
+    listing = [types.SimpleNamespace(id="zip-000000.zip", path="psi-0.7/000000.zip", local_path="")]
+    monkeypatch.setattr("gdown.download_folder", lambda **kwargs: listing)  # Drive lists 50 at most
+    summary = drive.fetch()
+    why = summary.failed["stylegan-psi-0.7 000003.zip"]
+    assert "not in the listing of Drive folder" in why and "drive_id" in why
+    assert list(summary.failed) == ["stylegan-psi-0.7 000003.zip"]
+
+
 @pytest.mark.parametrize("page,says", [(QUOTA_PAGE, "quota"), (SIGN_IN_PAGE, "sign-in page")])
 def test_drive_quota_and_sign_in_pages_are_recognised_and_the_source_skipped(drive, page, says, monkeypatch):
     monkeypatch.setattr(download, "WORKERS", 1)
@@ -492,8 +501,10 @@ def test_cli_errors_are_one_line_with_exit_status_2(course, monkeypatch, capsys)
     assert cli.main(["data", "fetch", "--source", "ftp://example", *root]) == 2
     assert cli.main(["data", "fetch", "--dataset", "nope", *root]) == 2
     assert cli.main(["data", "fetch", "--weights", "none.pth", *root]) == 2
+    assert cli.main(["data", "fetch", "--from", str(course.tmp / "absent.zip"), *root]) == 2
+    assert cli.main(["data", "fetch", "--real", "-1", *root]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 3 and all(line.startswith("casestudy data: error:") for line in lines)
+    assert len(lines) == 5 and all(line.startswith("casestudy data: error:") for line in lines)
     assert cli.main(["data", "fetch", "--real", "3", "--fake", "3", *root]) == 0
     assert course.files() == [*EXPECTED[:3], *EXPECTED[6:9]]
 
