@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,6 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_validate, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from tqdm import tqdm
 
 from casestudy import CaseStudyError, data
 
@@ -96,25 +94,32 @@ def radial_power_spectrum(grey_img: np.ndarray, n_bins: int = RADIAL_BINS) -> np
     Averaging over rings keeps frequencies apart (unlike the mean |FFT|), which is where
     the periodic traces of a generator's upsampling show.
     """
-    g = np.asarray(grey_img, np.float32)
-    h, w = g.shape[-2:]
-    power = np.abs(fft.fft2(g, axes=(-2, -1))) ** 2 / float(h * w) ** 2
+    h, w = grey_img.shape[-2:]
+    return radial_average(np.abs(fft.fft2(np.asarray(grey_img, np.float32), axes=(-2, -1))) ** 2
+                          / float(h * w) ** 2, n_bins)
+
+
+def radial_average(values: np.ndarray, n_bins: int = RADIAL_BINS) -> np.ndarray:
+    """Average (..., H, W) values given in FFT order over rings of equal frequency: (..., n_freq)."""
+    h, w = values.shape[-2:]
     bins = radial_bins(h, w, n_bins).ravel()
     n_freq = len(radial_frequencies(n_bins))
     counts = np.bincount(bins, minlength=n_freq)
-    flat = power.reshape(-1, h * w).astype(np.float64)
+    flat = values.reshape(-1, h * w).astype(np.float64)
     sums = np.stack([np.bincount(bins, weights=row, minlength=n_freq) for row in flat])
-    return (sums / np.maximum(counts, 1)).reshape(*g.shape[:-2], n_freq)
+    return (sums / np.maximum(counts, 1)).reshape(*values.shape[:-2], n_freq)
 
 
 def image_features(rgb: np.ndarray) -> dict:
     """Every scalar feature of one (H, W, 3) image, and its radial power spectrum."""
     g = grey(rgb)
-    r, gr, b = mean_colour(rgb)
     h, w = g.shape
+    magnitude = np.abs(fft.fft2(g))  # one FFT for both spectral features
+    r, gr, b = mean_colour(rgb)
     return {"width": w, "height": h, "aspect": w / h, "mean_r": r, "mean_g": gr, "mean_b": b,
-            "luminance": float(luminance(rgb)), "fft_magnitude": float(fft_magnitude(g)),
-            "laplacian_var": float(laplacian_variance(g)), "spectrum": radial_power_spectrum(g)}
+            "luminance": float(luminance(rgb)), "fft_magnitude": float(magnitude.mean()),
+            "laplacian_var": float(laplacian_variance(g)),
+            "spectrum": radial_average(magnitude**2 / float(h * w) ** 2)}
 
 
 def _features_of_file(path: str) -> dict:
@@ -130,18 +135,14 @@ def compute_features(paths: list[str], progress: bool = True, workers: int = 0):
     Return (table of scalar features per readable image, log10 spectra (N, n_freq),
     {path: reason} of the files that could not be read).
     """
-    workers = workers or os.cpu_count() or 1
-    bar = tqdm(total=len(paths), desc="eda features", unit="img", disable=not progress)
     rows, spectra, skipped = [], [], {}
-    with ProcessPoolExecutor(workers) as pool:
-        for path, feats in zip(paths, pool.map(_features_of_file, paths, chunksize=8)):
-            bar.update()
-            if "error" in feats:
-                skipped[path] = feats["error"]
-                continue
-            spectra.append(np.log10(feats.pop("spectrum") + 1e-12))
-            rows.append({"path": path, **feats})
-    bar.close()
+    measured = data.parallel_map(_features_of_file, paths, "eda features", "img", progress, workers)
+    for path, feats in zip(paths, measured):
+        if "error" in feats:
+            skipped[path] = feats["error"]
+            continue
+        spectra.append(np.log10(feats.pop("spectrum") + 1e-12))
+        rows.append({"path": path, **feats})
     n_freq = len(radial_frequencies())
     return pd.DataFrame(rows, columns=["path", *SCALARS]), np.array(spectra).reshape(-1, n_freq), skipped
 

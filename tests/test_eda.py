@@ -64,6 +64,9 @@ def test_a_batch_gives_the_features_of_each_image():
     for fn in (eda.fft_magnitude, eda.laplacian_variance, eda.radial_power_spectrum):
         assert np.allclose(fn(g), np.stack([fn(one) for one in g]), rtol=1e-5)
     assert eda.mean_colour(batch).shape == (5, 3) and eda.luminance(batch).shape == (5,)
+    one = eda.image_features(batch[0])  # shares one FFT between its two spectral features
+    assert np.allclose(one["spectrum"], eda.radial_power_spectrum(g[0]), rtol=1e-5)
+    assert one["fft_magnitude"] == pytest.approx(eda.fft_magnitude(g[0]), rel=1e-5)
 
 
 def test_image_modes_are_converted_and_broken_files_skipped(tmp_path):
