@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -59,8 +60,8 @@ def index_folder(root: str | Path, seed: int = 0, max_per_class: int = 0,
         if not folder.is_dir():
             raise CaseStudyError(f"{root} has no {name}/ folder: a dataset needs real/ and fake/ below it")
         files = sorted(p for p in folder.rglob("*") if p.is_file())
-        for path in tqdm(files, desc=f"index {name}", unit="file", disable=not progress):
-            rows.append({"path": str(path.resolve()), "label": label, **inspect_file(path)})
+        infos = parallel_map(inspect_file, files, f"index {name}", "file", progress)
+        rows += [{"path": str(path.resolve()), "label": label, **info} for path, info in zip(files, infos)]
     index = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "split"])
     for name, label in LABELS.items():
         if not ((index.label == label) & (index.status == "ok")).any():
@@ -216,6 +217,21 @@ def load_for_run(config, *splits: str, source: str | None = None, progress: bool
             for split in splits]
 
 
+def build_cache(config, progress: bool = True) -> dict:
+    """Decode every split once at config.image_size (`casestudy data cache`); describe the stores."""
+    index_path = prepare(config.data, config.data_root, config.seed, config.max_per_class,
+                         config.synthetic_per_class, config.synthetic_size, progress)
+    index = load_index(index_path)
+    cache_dir = index_path.parent / "cache"
+    splits = {}
+    for split in SPLITS:
+        begin = time.perf_counter()
+        images, _, _ = load_split(index, split, config.image_size, cache_dir, progress)
+        splits[split] = {"images": len(images), "bytes": images.numel(),
+                         "seconds": time.perf_counter() - begin}
+    return {"folder": cache_dir / str(config.image_size), "splits": splits}
+
+
 def listing(root: Path) -> str:
     """Summarise the files under root/real and root/fake: their count and newest change."""
     files = [p for name in LABELS for p in (Path(root) / name).rglob("*") if p.is_file()]
@@ -243,6 +259,21 @@ def decode(path: str, size: int) -> np.ndarray:
     return np.asarray(img, np.uint8).transpose(2, 0, 1).copy()
 
 
+def parallel_map(fn, items: list, desc: str, unit: str, progress: bool = True, workers: int = 0):
+    """Yield fn(item) for every item, in order, computed over all cores, with a progress bar."""
+    workers = workers or os.cpu_count() or 1
+    with tqdm(total=len(items), desc=desc, unit=unit, disable=not progress) as bar:
+        if workers == 1 or len(items) < 64:
+            for item in items:
+                yield fn(item)
+                bar.update()
+            return
+        with ProcessPoolExecutor(workers) as pool:
+            for result in pool.map(fn, items, chunksize=16):
+                yield result
+                bar.update()
+
+
 def _decode_one(job):
     return decode(*job)
 
@@ -250,19 +281,9 @@ def _decode_one(job):
 def load_images(paths: list[str], size: int, progress: bool = True, workers: int = 0) -> np.ndarray:
     """Decode and resize images in parallel over all cores: (N, 3, size, size) uint8."""
     out = np.empty((len(paths), 3, size, size), np.uint8)
-    workers = workers or os.cpu_count() or 1
     jobs = [(p, size) for p in paths]
-    bar = tqdm(total=len(jobs), desc=f"decode {size}px", unit="img", disable=not progress)
-    if workers == 1 or len(jobs) < 64:
-        for i, job in enumerate(jobs):
-            out[i] = _decode_one(job)
-            bar.update()
-    else:
-        with ProcessPoolExecutor(workers) as pool:
-            for i, img in enumerate(pool.map(_decode_one, jobs, chunksize=16)):
-                out[i] = img
-                bar.update()
-    bar.close()
+    for i, img in enumerate(parallel_map(_decode_one, jobs, f"decode {size}px", "img", progress, workers)):
+        out[i] = img
     return out
 
 
@@ -270,8 +291,9 @@ def load_split(index: pd.DataFrame, split: str, size: int, cache_dir: Path | Non
                progress: bool = True) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Return the images (N, 3, S, S) uint8, labels (N,) and paths of one split.
 
-    With cache_dir, decoded images are stored once (.npy) and reused until
-    the split's files (their checksums) or the size change.
+    With cache_dir, decoded images are stored once (.npy) and reused until the split's
+    files (their checksums) or the size change; the store is memory-mapped, so a
+    process reads only the images it uses and processes share one copy in memory.
     """
     rows = index[index.split == split] if split != "all" else index[index.split != ""]
     if rows.empty:
@@ -289,4 +311,4 @@ def load_split(index: pd.DataFrame, split: str, size: int, cache_dir: Path | Non
         tmp = file.with_suffix(".tmp.npy")
         np.save(tmp, images)
         os.replace(tmp, file)
-    return torch.from_numpy(np.load(file)), labels, paths
+    return torch.from_numpy(np.load(file, mmap_mode="c")), labels, paths  # "c": writes stay private

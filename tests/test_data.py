@@ -7,6 +7,7 @@ from PIL import Image
 from torchvision.datasets import ImageFolder
 
 from casestudy import CaseStudyError, data
+from casestudy.config import RunConfig
 
 
 def test_labels_are_explicit_even_though_folder_names_sort_fake_first(tiny_folder):
@@ -176,3 +177,28 @@ def test_max_per_class_keeps_a_seeded_subset_of_each_class(tmp_path):
     assert index.groupby("label").size().tolist() == [10, 10]
     again = data.index_folder(root, seed=0, max_per_class=10, progress=False)
     assert sorted(index.path) == sorted(again.path)
+
+
+def test_data_cache_decodes_every_split_once_and_rebuilds_on_change(tiny_folder, tmp_path):
+    config = RunConfig(data=str(tiny_folder), data_root=str(tmp_path / "data"), image_size=16)
+    stores = data.build_cache(config, progress=False)
+    assert set(stores["splits"]) == {"train", "val", "test"}
+    assert sum(s["images"] for s in stores["splits"].values()) == 24
+    files = {p: p.stat().st_mtime_ns for p in stores["folder"].glob("*.npy")}
+    assert len(files) == 3
+    data.build_cache(config, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in stores["folder"].glob("*.npy")} == files  # reused
+    write_image(tiny_folder / "real" / "real_000.png", np.zeros((32, 32, 3), np.uint8))
+    data.build_cache(config, progress=False)
+    assert set(stores["folder"].glob("*.npy")) != set(files)  # a changed image: rebuilt
+    config.image_size = 8
+    assert data.build_cache(config, progress=False)["folder"].name == "8"
+
+
+def test_the_cache_is_mapped_and_private_to_each_process(tiny_folder, tmp_path):
+    index = data.index_folder(tiny_folder, progress=False)
+    images, _, _ = data.load_split(index, "train", 16, tmp_path / "cache", progress=False)
+    original = images[0].clone()
+    images[0] = 0  # a process may write to its view, never to the shared file
+    again, _, _ = data.load_split(index, "train", 16, tmp_path / "cache", progress=False)
+    assert torch.equal(again[0], original)
