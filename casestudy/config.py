@@ -41,6 +41,7 @@ class RunConfig:
     epochs: int = 8
     batch_size: int = 32
     lr: float = 2e-3
+    lr_batch: int = 0  # > 0: lr was tuned for this batch size; scale it by sqrt(batch_size / lr_batch)
     weight_decay: float = 5e-4
     label_smoothing: float = 0.0
     compile: bool = False

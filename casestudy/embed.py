@@ -15,10 +15,10 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from torch import nn
 
-from casestudy import CaseStudyError, data, plots
+from casestudy import CaseStudyError, data, feed, plots
 from casestudy.config import RunConfig
 from casestudy.data import CLASS_NAMES
-from casestudy.model import load_checkpoint, penultimate, to_input
+from casestudy.model import load_checkpoint, penultimate
 from casestudy.runtime import autocast, pick_device
 
 
@@ -28,9 +28,9 @@ def extract_embeddings(model: nn.Module, images: torch.Tensor, device: torch.dev
     """Return the embeddings (N, 512) and p(fake) (N,) of uint8 images (N, 3, H, W)."""
     model.eval()
     feats, probs = [], []
-    for start in range(0, len(images), batch_size):
+    for x, _ in feed.in_order(images, batch_size, device):
         with autocast(device):
-            z = penultimate(model, to_input(images[start : start + batch_size], device))
+            z = penultimate(model, x)
             logits = model.fc(z)
         feats.append(z.float().cpu())
         probs.append(torch.softmax(logits.float(), 1)[:, 1].cpu())

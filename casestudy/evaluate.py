@@ -19,10 +19,10 @@ from sklearn import metrics as skm
 from torch import nn
 from tqdm import tqdm
 
-from casestudy import CaseStudyError, data, plots
+from casestudy import CaseStudyError, data, feed, plots
 from casestudy.config import RunConfig
 from casestudy.data import CLASS_NAMES
-from casestudy.model import load_checkpoint, to_input
+from casestudy.model import load_checkpoint
 from casestudy.runtime import autocast, pick_device
 
 
@@ -32,10 +32,10 @@ def predict(model: nn.Module, images: torch.Tensor, device: torch.device, batch_
     """Return p(fake) for each image: (N, 3, H, W) uint8 -> (N,) float."""
     model.eval()
     out = []
-    for start in tqdm(range(0, len(images), batch_size), desc="predict", unit="batch",
-                      disable=not progress):
+    for x, _ in tqdm(feed.in_order(images, batch_size, device), desc="predict", unit="batch",
+                     total=-(-len(images) // batch_size), disable=not progress):
         with autocast(device):
-            logits = model(to_input(images[start : start + batch_size], device))
+            logits = model(x)
         out.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
     return torch.cat(out).numpy()
 

@@ -16,11 +16,11 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from casestudy import data, plots
+from casestudy import data, feed, plots
 from casestudy.config import RunConfig
 from casestudy.data import CLASS_NAMES
 from casestudy.evaluate import predict
-from casestudy.model import load_checkpoint, to_input
+from casestudy.model import load_checkpoint
 from casestudy.runtime import pick_device
 
 
@@ -33,9 +33,8 @@ def grad_cam(model: nn.Module, images: torch.Tensor, classes: list[int], device:
     model.eval()
     maps = []
     with GradCAM(model=model, target_layers=[model.layer4[-1]]) as cam:
-        for start in range(0, len(images), batch_size):
-            x = to_input(images[start : start + batch_size], device).float()
-            targets = [ClassifierOutputTarget(c) for c in classes[start : start + batch_size]]
+        for i, (x, _) in enumerate(feed.in_order(images, batch_size, device)):
+            targets = [ClassifierOutputTarget(c) for c in classes[i * batch_size : (i + 1) * batch_size]]
             maps.append(cam(input_tensor=x, targets=targets))
     return np.concatenate(maps) if maps else np.zeros((0, *images.shape[-2:]), np.float32)
 

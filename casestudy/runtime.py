@@ -60,3 +60,33 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def init_distributed(requested: str = "auto") -> tuple[int, int, torch.device]:
+    """Join the process group that torchrun set up; return (rank, world size, device).
+
+    Without torchrun (WORLD_SIZE unset or 1) this is one process on pick_device(requested).
+    Each rank gets its own GPU (LOCAL_RANK); on the CPU the ranks talk over gloo.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = pick_device(requested)
+    if world == 1:
+        return 0, 1, device
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world, device
+
+
+def barrier(world: int) -> None:
+    if world > 1:
+        torch.distributed.barrier()
+
+
+def close_distributed(world: int) -> None:
+    if world > 1 and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()

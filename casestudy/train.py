@@ -15,13 +15,23 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torchvision.ops import roi_align
 from tqdm import tqdm
 
-from casestudy import CaseStudyError, data, plots
+from casestudy import CaseStudyError, data, feed, plots
 from casestudy.config import RunConfig, from_dict, save_config
-from casestudy.model import build_model, normalize, to_input, to_unit
-from casestudy.runtime import autocast, pick_device, rng_state, seed_everything, set_rng_state
+from casestudy.model import build_model, normalize, to_unit
+from casestudy.runtime import (
+    autocast,
+    barrier,
+    close_distributed,
+    init_distributed,
+    memory_format,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 
 BEST, LAST = "checkpoint.pt", "last.pt"
 
@@ -42,9 +52,11 @@ def augment(x: torch.Tensor, crop: int, padding: int = 0, jitter: float = 0.0,
     else:
         if padding:
             x = F.pad(x, (padding,) * 4, mode=padding_mode)
-        ys = torch.randint(0, h + 2 * padding - crop + 1, (b,)).tolist()
-        xs = torch.randint(0, w + 2 * padding - crop + 1, (b,)).tolist()
-        x = torch.stack([img[:, y : y + crop, x0 : x0 + crop] for img, y, x0 in zip(x, ys, xs)])
+        window = torch.arange(crop)
+        rows = (torch.randint(0, h + 2 * padding - crop + 1, (b, 1)) + window).to(x.device)  # (B, crop)
+        cols = (torch.randint(0, w + 2 * padding - crop + 1, (b, 1)) + window).to(x.device)
+        batch = torch.arange(b, device=x.device).view(b, 1, 1)
+        x = x[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # (B, 3, crop, crop)
     if flip:
         flips = torch.rand(b, device=x.device) < 0.5
         x = torch.where(flips.view(b, 1, 1, 1), x.flip(-1), x)
@@ -74,24 +86,21 @@ def random_resized_crop(x: torch.Tensor, size: int, scale_min: float) -> torch.T
                      sampling_ratio=2)
 
 
-def batch_order(n: int, batch_size: int, shuffle: bool) -> list[torch.Tensor]:
-    order = torch.randperm(n) if shuffle else torch.arange(n)
-    return list(order.split(batch_size))
-
-
 def train_one_epoch(model: nn.Module, optimizer, scheduler, images: torch.Tensor,
                     labels: torch.Tensor, config: RunConfig, device: torch.device,
-                    epoch: int = 0, progress: bool = False) -> dict:
-    """Run one pass over the training split; return its mean loss and accuracy."""
+                    epoch: int = 0, progress: bool = False, rank: int = 0, world: int = 1) -> dict:
+    """Run one pass over the training split (this rank's shard); return mean loss and accuracy."""
     model.train()
     crop = config.train_crop or images.shape[-1]
-    total_loss, correct, seen = 0.0, 0, 0
-    batches = batch_order(len(images), config.batch_size, shuffle=True)
-    for idx in tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False,
-                    disable=not progress):
-        x = augment(to_unit(images[idx], device), crop, config.crop_padding, config.jitter,
+    total_loss = torch.zeros((), device=device)  # summed on the device: no sync per step
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    order = feed.epoch_order(len(images), config.seed, epoch, shuffle=True, rank=rank, world=world)
+    batch_size = max(1, config.batch_size // world)
+    steps = tqdm(feed.batches(images, labels, order, batch_size, device), total=-(-len(order) // batch_size),
+                 desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False, disable=not progress)
+    for images_u8, y in steps:
+        x = augment(to_unit(images_u8, device), crop, config.crop_padding, config.jitter,
                     config.flip, config.padding_mode, config.scale_min)
-        y = labels[idx].to(device, non_blocking=True)
         with autocast(device):
             logits = model(normalize(x))  # (B, 2)
             loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
@@ -99,29 +108,40 @@ def train_one_epoch(model: nn.Module, optimizer, scheduler, images: torch.Tensor
         loss.backward()
         optimizer.step()
         scheduler.step()
-        total_loss += loss.item() * len(y)
-        correct += (logits.argmax(1) == y).sum().item()
-        seen += len(y)
-    return {"loss": total_loss / seen, "acc": correct / seen}
+        total_loss += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+    sums = torch.stack([total_loss.float(), correct.float(), torch.tensor(float(len(order)), device=device)])
+    if world > 1:
+        torch.distributed.all_reduce(sums)
+    loss_sum, n_correct, seen = sums.tolist()
+    return {"loss": loss_sum / seen, "acc": n_correct / seen}
 
 
 @torch.inference_mode()
 def evaluate_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                  device: torch.device, batch_size: int = 64) -> dict:
+                  device: torch.device, batch_size: int = 256) -> dict:
     """Return mean loss and accuracy on un-augmented images (validation)."""
     model.eval()
-    total_loss, correct = 0.0, 0
-    for idx in batch_order(len(images), batch_size, shuffle=False):
-        y = labels[idx].to(device)
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    for x, y in feed.in_order(images, batch_size, device, labels):
         with autocast(device):
-            logits = model(to_input(images[idx], device)).float()
-        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-    return {"loss": total_loss / len(images), "acc": correct / len(images)}
+            logits = model(x).float()
+        total_loss += F.cross_entropy(logits, y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    return {"loss": total_loss.item() / len(images), "acc": correct.item() / len(images)}
+
+
+def scaled_lr(config: RunConfig) -> float:
+    """The peak learning rate for this batch: lr, scaled by sqrt(batch_size / lr_batch) if set.
+
+    The square-root rule suits Adam-type optimisers when the batch grows (e.g. on a GPU).
+    """
+    return config.lr * math.sqrt(config.batch_size / config.lr_batch) if config.lr_batch else config.lr
 
 
 def make_optimizer(model: nn.Module, config: RunConfig, steps: int, device: torch.device):
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+    optimizer = torch.optim.AdamW(model.parameters(), lr=scaled_lr(config),
                                   weight_decay=config.weight_decay,
                                   fused=True)
     warmup = max(1, steps // 5)
@@ -150,26 +170,42 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
     """Train a detector into runs/<name>/; return the path of its best checkpoint.
 
     An existing run is never replaced by accident: continue it with resume, or start
-    afresh with overwrite (which clears its old results so nothing mixes).
+    afresh with overwrite (which clears its old results so nothing mixes). Under
+    torchrun every rank trains on its shard of each epoch (DistributedDataParallel);
+    only rank 0 writes.
     """
-    run_dir = config.run_dir
+    rank, world, device = init_distributed(config.device)
+    try:
+        return fit(config, resume, overwrite, progress and rank == 0, rank, world, device)
+    finally:
+        close_distributed(world)
+
+
+def fit(config: RunConfig, resume: bool, overwrite: bool, progress: bool, rank: int, world: int,
+        device: torch.device) -> Path:
+    run_dir, main = config.run_dir, rank == 0
     if resume:
         config = resumed_config(config)
-    elif (run_dir / LAST).exists():
+    elif (run_dir / LAST).exists() and main:
         if not overwrite:
             raise CaseStudyError(f"{run_dir} already holds a trained run: continue it with --resume, "
                                  f"replace it with --overwrite, or pick another --name")
         clear_run(run_dir)
-    seed_everything(config.seed, config.deterministic)
-    device = pick_device(config.device)
-    (train_x, train_y, _), (val_x, val_y, _) = load_data(config, progress)
     if config.train_crop > config.image_size:
         raise CaseStudyError(f"train_crop {config.train_crop} is larger than image_size "
                              f"{config.image_size}")
-    net = build_model(config.weights).to(device, memory_format=torch.channels_last
-                                          if device.type == "cuda" else torch.contiguous_format)
-    model = torch.compile(net) if config.compile else net
-    steps_per_epoch = math.ceil(len(train_x) / config.batch_size)
+    seed_everything(config.seed + rank, config.deterministic)
+    if not main:
+        barrier(world)  # rank 0 indexes and caches the data first
+    (train_x, train_y, _), (val_x, val_y, _) = load_data(config, progress)
+    if main:
+        barrier(world)
+    train_x, val_x = feed.place(train_x, device), feed.place(val_x, device)
+    net = build_model(config.weights).to(device, memory_format=memory_format(device))
+    model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None
+                                    ) if world > 1 else net
+    model = torch.compile(model) if config.compile else model
+    steps_per_epoch = math.ceil(len(train_x) // world / max(1, config.batch_size // world))
     optimizer, scheduler = make_optimizer(net, config, steps_per_epoch * config.epochs, device)
     history, start, best_acc = [], 0, -1.0
     if resume:
@@ -179,19 +215,23 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
         scheduler.load_state_dict(last["scheduler"])
         history, start, best_acc = last["history"], last["epoch"] + 1, last["best_val_acc"]
         set_rng_state(last["rng"])
-        print(f"resuming {run_dir} at epoch {start + 1}/{config.epochs}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
+        if main:
+            print(f"resuming {run_dir} at epoch {start + 1}/{config.epochs}")
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
     epochs = tqdm(range(start, config.epochs), desc="train", unit="epoch", disable=not progress,
                   initial=start, total=config.epochs)
     for epoch in epochs:
-        fit = train_one_epoch(model, optimizer, scheduler, train_x, train_y, config, device, epoch,
-                              progress)
-        val = evaluate_loss(model, val_x, val_y, device)
-        history.append({"epoch": epoch + 1, "train_loss": fit["loss"], "train_acc": fit["acc"],
+        trained = train_one_epoch(model, optimizer, scheduler, train_x, train_y, config, device, epoch,
+                                  progress, rank, world)
+        val = evaluate_loss(net, val_x, val_y, device, eval_batch_size(config))
+        history.append({"epoch": epoch + 1, "train_loss": trained["loss"], "train_acc": trained["acc"],
                         "val_loss": val["loss"], "val_acc": val["acc"],
                         "lr": scheduler.get_last_lr()[0]})
-        epochs.set_postfix(train_acc=f"{fit['acc']:.3f}", val_acc=f"{val['acc']:.3f}")
+        epochs.set_postfix(train_acc=f"{trained['acc']:.3f}", val_acc=f"{val['acc']:.3f}")
+        if not main:
+            continue
         state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "epoch": epoch, "config": config.to_dict(),
                  "history": history, "rng": rng_state()}
@@ -201,6 +241,11 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
         save_checkpoint(run_dir / LAST, **state, best_val_acc=best_acc)
         write_history(history, run_dir, config.data)
     return run_dir / BEST
+
+
+def eval_batch_size(config: RunConfig) -> int:
+    """Inference needs no gradients: twice the training batch fits."""
+    return max(64, 2 * config.batch_size)
 
 
 def clear_run(run_dir: Path) -> None:

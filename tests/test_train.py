@@ -1,5 +1,7 @@
 import http.server
 import os
+import subprocess
+import sys
 import threading
 from functools import partial
 from pathlib import Path
@@ -8,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from casestudy import CaseStudyError, train
+from casestudy import CaseStudyError, feed, train
 from casestudy.config import RunConfig
 from casestudy.evaluate import predict
 from casestudy.model import build_model, load_checkpoint
@@ -210,3 +212,72 @@ def test_weights_from_a_file(tmp_path):
     (tmp_path / "junk.pth").write_text("junk")
     with pytest.raises(CaseStudyError, match="not a PyTorch weights file"):
         build_model(str(tmp_path / "junk.pth"))
+
+
+def test_a_crop_without_padding_or_shift_is_the_image_itself():
+    x = images(n=4, size=8)
+    out = train.augment(x, crop=8, padding=0, flip=False)
+    assert torch.equal(out, x)
+    padded = train.augment(x, crop=8, padding=3, flip=False)  # every window is some shift of x
+    for img, src in zip(padded, x):
+        nonzero = img.abs().sum(0) > 0
+        assert nonzero.any() and torch.isin(img[:, nonzero].flatten(), src.flatten()).all()
+
+
+@pytest.mark.parametrize("n, world", [(10, 1), (10, 2), (11, 3)])
+def test_each_rank_gets_a_disjoint_shard_of_one_permutation(n, world):
+    shards = [feed.epoch_order(n, seed=0, epoch=3, rank=r, world=world) for r in range(world)]
+    joined = torch.cat(shards)
+    assert len(set(joined.tolist())) == len(joined) == n - n % world  # disjoint, equal sizes
+    assert len({len(s) for s in shards}) == 1
+    assert not torch.equal(feed.epoch_order(n, 0, 3), feed.epoch_order(n, 0, 4))  # new order per epoch
+
+
+def test_batches_keep_images_and_labels_together():
+    x = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 3, 2, 2).contiguous()
+    y = torch.arange(10)
+    order = torch.tensor([3, 1, 4, 0, 9, 2])
+    got = list(feed.batches(x, y, order, 4, torch.device("cpu")))
+    assert [len(b) for b, _ in got] == [4, 2]
+    assert torch.equal(torch.cat([b[:, 0, 0, 0] for b, _ in got]).long(), order)
+    assert torch.equal(torch.cat([lab for _, lab in got]), order)
+
+
+def test_training_on_two_processes_with_ddp(tiny_folder, tmp_path):
+    """torchrun with the gloo backend on the CPU: one run, written once, by rank 0."""
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "casestudy", "train", "--data", str(tiny_folder), "--data-root", str(tmp_path / "data"),
+         "--runs-root", str(tmp_path / "runs"), "--name", "ddp", "--device", "cpu", "--image-size", "32",
+         "--epochs", "2", "--batch-size", "8", "--quiet"],
+        cwd=tmp_path, text=True, capture_output=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("best checkpoint") == 1  # only rank 0 speaks and writes
+    run = tmp_path / "runs" / "ddp"
+    history = pd.read_csv(run / "history.csv")
+    assert history.epoch.tolist() == [1, 2]
+    model, saved = load_checkpoint(run / "checkpoint.pt")
+    assert saved["config"]["batch_size"] == 8 and saved["best_val_acc"] == history.val_acc.max()
+
+
+@pytest.mark.gpu
+def test_training_on_the_gpu(config):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU on this machine")
+    x = torch.randint(0, 255, (20, 3, 8, 8), dtype=torch.uint8)
+    got = torch.cat([b.cpu() for b, _ in feed.batches(x, None, torch.arange(20), 7, torch.device("cuda"))])
+    assert torch.equal(got, x)  # pinned, non-blocking copies arrive intact
+    config.device = "cuda"
+    train.train(config, progress=False)
+    history = pd.read_csv(config.run_dir / "history.csv")
+    assert history.epoch.tolist() == [1, 2] and history.train_loss.notna().all()
+
+
+def test_the_learning_rate_follows_the_batch_by_the_square_root_rule():
+    assert train.scaled_lr(RunConfig(lr=0.002, batch_size=512, lr_batch=128)) == pytest.approx(0.004)
+    assert train.scaled_lr(RunConfig(lr=0.002, batch_size=512)) == 0.002  # lr_batch 0: as given
+    model = build_model("none")
+    optimizer, scheduler = train.make_optimizer(model, RunConfig(lr=0.001, batch_size=64, lr_batch=16),
+                                                100, torch.device("cpu"))
+    assert optimizer.param_groups[0]["initial_lr"] == pytest.approx(0.002)
