@@ -8,6 +8,7 @@ the radial power spectrum gives a simple baseline for the CNN.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import fft, stats
+from scipy import fft, sparse, stats
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_validate, train_test_split
@@ -39,7 +40,8 @@ FEATURE_NAMES = {"width": "width (px)", "height": "height (px)", "aspect": "aspe
 
 def mean_colour(rgb: np.ndarray) -> np.ndarray:
     """Return the mean R, G, B of (..., H, W, 3) images: (..., 3)."""
-    return np.asarray(rgb, np.float64).mean(axis=(-3, -2))
+    rgb = np.asarray(rgb)
+    return np.stack([rgb[..., c].mean(axis=(-2, -1), dtype=np.float64) for c in range(3)], axis=-1)
 
 
 def grey(rgb: np.ndarray) -> np.ndarray:
@@ -73,6 +75,7 @@ def laplacian_variance(grey_img: np.ndarray) -> np.ndarray:
     return lap.astype(np.float64).var(axis=(-2, -1))
 
 
+@functools.lru_cache(maxsize=8)
 def radial_bins(height: int, width: int, n_bins: int = RADIAL_BINS) -> np.ndarray:
     """Bin number of every FFT coefficient by its radial frequency: (H, W) int.
 
@@ -80,7 +83,9 @@ def radial_bins(height: int, width: int, n_bins: int = RADIAL_BINS) -> np.ndarra
     the Nyquist frequency (0.5) and bins above it are the corners of the spectrum.
     """
     fy, fx = np.meshgrid(fft.fftfreq(height), fft.fftfreq(width), indexing="ij")
-    return np.rint(np.hypot(fy, fx) * 2 * n_bins).astype(np.int64)
+    bins = np.rint(np.hypot(fy, fx) * 2 * n_bins).astype(np.int64)
+    bins.flags.writeable = False  # shared by every call (cached)
+    return bins
 
 
 def radial_frequencies(n_bins: int = RADIAL_BINS) -> np.ndarray:
@@ -99,15 +104,22 @@ def radial_power_spectrum(grey_img: np.ndarray, n_bins: int = RADIAL_BINS) -> np
                           / float(h * w) ** 2, n_bins)
 
 
+@functools.lru_cache(maxsize=8)
+def ring_means(height: int, width: int, n_bins: int = RADIAL_BINS) -> sparse.csr_matrix:
+    """The (n_freq, H*W) matrix that averages FFT-ordered values over each ring (cached)."""
+    bins = radial_bins(height, width, n_bins).ravel()
+    n_freq = len(radial_frequencies(n_bins))
+    counts = np.bincount(bins, minlength=n_freq)
+    weights = 1.0 / counts[bins]
+    return sparse.csr_matrix((weights, (bins, np.arange(bins.size))), shape=(n_freq, bins.size))
+
+
 def radial_average(values: np.ndarray, n_bins: int = RADIAL_BINS) -> np.ndarray:
     """Average (..., H, W) values given in FFT order over rings of equal frequency: (..., n_freq)."""
     h, w = values.shape[-2:]
-    bins = radial_bins(h, w, n_bins).ravel()
-    n_freq = len(radial_frequencies(n_bins))
-    counts = np.bincount(bins, minlength=n_freq)
-    flat = values.reshape(-1, h * w).astype(np.float64)
-    sums = np.stack([np.bincount(bins, weights=row, minlength=n_freq) for row in flat])
-    return (sums / np.maximum(counts, 1)).reshape(*values.shape[:-2], n_freq)
+    flat = values.reshape(-1, h * w)
+    means = np.asarray(ring_means(h, w, n_bins) @ flat.T.astype(np.float64)).T
+    return means.reshape(*values.shape[:-2], means.shape[-1])
 
 
 def image_features(rgb: np.ndarray) -> dict:
@@ -115,9 +127,10 @@ def image_features(rgb: np.ndarray) -> dict:
     g = grey(rgb)
     h, w = g.shape
     magnitude = np.abs(fft.fft2(g))  # one FFT for both spectral features
-    r, gr, b = mean_colour(rgb)
+    colour = mean_colour(rgb)
+    r, gr, b = colour.tolist()
     return {"width": w, "height": h, "aspect": w / h, "mean_r": r, "mean_g": gr, "mean_b": b,
-            "luminance": float(luminance(rgb)), "fft_magnitude": float(magnitude.mean()),
+            "luminance": float(colour @ LUMA), "fft_magnitude": float(magnitude.mean()),
             "laplacian_var": float(laplacian_variance(g)),
             "spectrum": radial_average(magnitude**2 / float(h * w) ** 2)}
 
