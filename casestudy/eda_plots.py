@@ -12,6 +12,7 @@ from casestudy import data, eda, plots
 from casestudy.plots import plt
 
 COLOURS = {"real": "tab:blue", "fake": "tab:red"}
+LOG_SCALE = {"laplacian_var"}  # heavy-tailed: shown as log10
 FIGURES = [  # file, title, caption: the report shows them in this order
     ("eda_balance.png", "Class balance", "usable images per class and split"),
     ("eda_colour.png", "Mean colour", "per-image mean R, G, B per class (histogram and KDE)"),
@@ -53,11 +54,14 @@ def plot_distributions(table: pd.DataFrame, features: list[str], tag: str):
     for ax, feature in zip(axes[0], features):
         for name, label in data.LABELS.items():
             values = table.loc[table.label == label, feature].to_numpy(np.float64)
+            if feature in LOG_SCALE and (values > 0).all():
+                values = np.log10(values)
             ax.hist(values, bins=30, density=True, alpha=0.35, color=COLOURS[name], label=name)
             if values.std() > 0:
                 grid = np.linspace(values.min(), values.max(), 200)
                 ax.plot(grid, stats.gaussian_kde(values)(grid), color=COLOURS[name])
-        ax.set(xlabel=eda.FEATURE_NAMES[feature], ylabel="density")
+        log = feature in LOG_SCALE and (table[feature] > 0).all()
+        ax.set(xlabel=("log10 " if log else "") + eda.FEATURE_NAMES[feature], ylabel="density")
         ax.legend()
     fig.suptitle(tag, fontsize=9)
     return fig
