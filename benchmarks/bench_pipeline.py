@@ -134,6 +134,7 @@ def time_package(config: RunConfig, device: torch.device, max_batches: int) -> d
     stores = data.build_cache(config, progress=True)
     cache_s = time.perf_counter() - begin
     n_cached = sum(s["images"] for s in stores["splits"].values())
+    one_core = single_core_decode_rate(config)
     (train_x, train_y, _), (test_x, test_y, _) = data.load_for_run(config, "train", "test", progress=False)
     if max_batches:
         keep = min(len(train_x), max_batches * config.batch_size)
@@ -172,6 +173,8 @@ def time_package(config: RunConfig, device: torch.device, max_batches: int) -> d
     n_train = int((data.load_index(data.dataset_dir(config.data, config.data_root) / "index.csv").split
                    == "train").sum())
     return {"cache img/s": n_cached / cache_s, "cache img/s per core": n_cached / cache_s / os.cpu_count(),
+            "one-core decode img/s": one_core, "cache share of cores x one core":
+            n_cached / cache_s / (one_core * os.cpu_count()),
             "train img/s": len(train_x) / epoch_s, "epoch s": n_train / (len(train_x) / epoch_s),
             "busy": busy, "eval img/s": eval_ips, "t-SNE s": tsne_s,
             "t-SNE points": len(embeddings), "Grad-CAM img/s": cam_ips,
@@ -180,6 +183,15 @@ def time_package(config: RunConfig, device: torch.device, max_batches: int) -> d
 
 def peak_memory_gib(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
+def single_core_decode_rate(config: RunConfig, n: int = 64) -> float:
+    """Images per second that one core decodes and resizes (the cache build's ideal is cores x this)."""
+    index = data.load_index(data.dataset_dir(config.data, config.data_root) / "index.csv")
+    paths = index[index.split != ""].path.head(n).tolist()
+    begin = time.perf_counter()
+    data.load_images(paths, config.image_size, progress=False, workers=1)
+    return len(paths) / (time.perf_counter() - begin)
 
 
 def compute_only_seconds(model, optimizer, scheduler, images, labels, config, device) -> float:
@@ -258,6 +270,8 @@ def report(args, folder, device, index, index_s, original, ours) -> None:
 
     row("cache build, img/s (decode once)", "cache img/s")
     row(f"cache build, img/s per core ({os.cpu_count()} cores)", "cache img/s per core")
+    row("decode + resize on one core, img/s", "one-core decode img/s")
+    row("cache build / (cores x one core)", "cache share of cores x one core", "{:.2f}")
     row("training, img/s", "train img/s")
     row("epoch, s (ratio: original / casestudy)", "epoch s", higher_better=False)
     row("GPU busy share of the epoch", "busy", "{:.2f}")
