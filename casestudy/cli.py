@@ -29,6 +29,8 @@ STAGE_FLAGS = {  # flag -> (type, help); each overrides the RunConfig field of t
     "epochs": (int, "training epochs"),
     "batch_size": (int, "batch size"),
     "lr": (float, "peak learning rate (warm-up, then cosine decay)"),
+    "lr_batch": (int, "the batch size --lr was chosen for: scale it by sqrt(batch size / this)"),
+    "compile": (bool, "compile the model with torch.compile (slow start, faster epochs on a GPU)"),
     "eda_per_class": (int, "images per class the EDA measures (0: all)"),
     "synthetic_per_class": (int, "synthetic images per class"),
     "synthetic_size": (int, "synthetic image size in pixels"),
@@ -39,7 +41,11 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="demo",
                         help="preset name in casestudy/configs (demo, course) or a .yaml file")
     for flag, (kind, text) in STAGE_FLAGS.items():
-        parser.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=kind, help=text)
+        if kind is bool:  # a switch: present turns it on, absent keeps the preset's value
+            parser.add_argument(f"--{flag.replace('_', '-')}", dest=flag, action="store_const",
+                                const=True, help=text)
+        else:
+            parser.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=kind, help=text)
     parser.add_argument("--eval-data", dest="eval_data", action="append",
                         help="also evaluate on this dataset folder (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -33,3 +33,11 @@ def test_saved_config_round_trips(tmp_path):
     save_config(config, tmp_path / "config.yaml")
     assert load_config(str(tmp_path / "config.yaml")) == config
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["epochs"] == 2
+
+
+def test_switch_flags_turn_a_setting_on_and_absence_keeps_the_preset():
+    from casestudy.cli import build_parser, config_from
+
+    on = config_from(build_parser().parse_args(["train", "--compile", "--lr-batch", "128"]))
+    assert on.compile is True and on.lr_batch == 128
+    assert config_from(build_parser().parse_args(["train"])).compile is False
