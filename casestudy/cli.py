@@ -118,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
 def dispatch(args: argparse.Namespace, config: RunConfig, progress: bool) -> None:
     from casestudy import data, eda, embed, evaluate, explain, report, train  # torch loads here
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command != "train":
+        raise CaseStudyError(f"under torchrun only `casestudy train` runs on several processes; "
+                             f"run `casestudy {args.command}` without torchrun")
+
     if args.command == "data":
         if args.action == "fetch":
             from casestudy.download import fetch_data

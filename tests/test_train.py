@@ -281,3 +281,11 @@ def test_the_learning_rate_follows_the_batch_by_the_square_root_rule():
     optimizer, scheduler = train.make_optimizer(model, RunConfig(lr=0.001, batch_size=64, lr_batch=16),
                                                 100, torch.device("cpu"))
     assert optimizer.param_groups[0]["initial_lr"] == pytest.approx(0.002)
+
+
+def test_only_training_runs_under_torchrun(monkeypatch, capsys):
+    from casestudy import cli
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert cli.main(["evaluate", "--quiet"]) == 2
+    assert "only `casestudy train`" in capsys.readouterr().err
