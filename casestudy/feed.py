@@ -26,11 +26,8 @@ def place(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     return images
 
 
-def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True, rank: int = 0,
-                world: int = 1) -> torch.Tensor:
-    """Indices of one epoch; every rank draws the same permutation and takes its own shard."""
-    if not shuffle:
-        return torch.arange(n)[rank::world]
+def epoch_order(n: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> torch.Tensor:
+    """Shuffled indices of one epoch; every rank draws the same permutation and takes its own shard."""
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(n, generator=generator)
     return order[: n - n % world][rank::world] if world > 1 else order

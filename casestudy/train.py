@@ -94,7 +94,7 @@ def train_one_epoch(model: nn.Module, optimizer, scheduler, images: torch.Tensor
     crop = config.train_crop or images.shape[-1]
     total_loss = torch.zeros((), device=device)  # summed on the device: no sync per step
     correct = torch.zeros((), device=device, dtype=torch.long)
-    order = feed.epoch_order(len(images), config.seed, epoch, shuffle=True, rank=rank, world=world)
+    order = feed.epoch_order(len(images), config.seed, epoch, rank=rank, world=world)
     batch_size = max(1, config.batch_size // world)
     steps = tqdm(feed.batches(images, labels, order, batch_size, device), total=-(-len(order) // batch_size),
                  desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False, disable=not progress)
@@ -183,6 +183,7 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
 
 def fit(config: RunConfig, resume: bool, overwrite: bool, progress: bool, rank: int, world: int,
         device: torch.device) -> Path:
+    """Train on this process's device and shard; rank 0 alone writes the run folder."""
     run_dir, main = config.run_dir, rank == 0
     if resume:
         config = resumed_config(config)
