@@ -7,6 +7,7 @@ sorted folder names (torchvision's ImageFolder would number "fake" 0 and "real" 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import time
@@ -148,13 +149,29 @@ def check_leakage(index: pd.DataFrame) -> None:
                              f"split, e.g. {example}; rebuild the index with `casestudy data index`")
 
 
-def save_index(index: pd.DataFrame, path: Path) -> Path:
-    """Write index.csv atomically (never a half-written file)."""
+def write_csv(table: pd.DataFrame, path: Path) -> Path:
+    """Write a table atomically: a temporary file, then a rename (never a half-written file)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".csv.tmp")
-    index.to_csv(tmp, index=False)
+    tmp = path.with_name(path.name + ".tmp")
+    table.to_csv(tmp, index=False)
     os.replace(tmp, path)
     return path
+
+
+def write_json(values: dict, path: Path) -> Path:
+    """Write JSON atomically, like write_csv."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(values, indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def save_index(index: pd.DataFrame, path: Path) -> Path:
+    """Write index.csv atomically."""
+    return write_csv(index, path)
 
 
 def load_index(path: Path) -> pd.DataFrame:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import time
 from pathlib import Path
 
@@ -270,25 +269,11 @@ def run_eda(config, progress: bool = True) -> dict:
     summary["answers"] = answers(summary)
     out = config.run_dir
     psd = pd.DataFrame(spectra, columns=[f"log10_power_f{f:.4f}" for f in radial_frequencies()])
-    save_table(pd.concat([table, psd], axis=1), out / "eda.csv")
+    data.write_csv(pd.concat([table, psd], axis=1), out / "eda.csv")
     eda_plots.plot_all(table, spectra, summary, config, out / "figures")
     summary["seconds"] = round(time.perf_counter() - started, 2)
-    write_json(summary, out / "eda_summary.json")
+    data.write_json(summary, out / "eda_summary.json")
     return summary
-
-
-def save_table(table: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-
-
-def write_json(values: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(values, indent=1))
-    os.replace(tmp, path)
 
 
 def load_summary(run_dir: Path) -> dict | None:

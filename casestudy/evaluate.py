@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -171,12 +170,9 @@ def evaluate(config: RunConfig, eval_data: str | None = None, progress: bool = T
 
 
 def write_outputs(out_dir: Path, result: dict, paths, labels, p_fake) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame({"path": paths, "label": labels, "p_fake": p_fake})
-    frame.to_csv(out_dir / "predictions.csv.tmp", index=False)
-    os.replace(out_dir / "predictions.csv.tmp", out_dir / "predictions.csv")
-    (out_dir / "metrics.json.tmp").write_text(json.dumps(result, indent=2))
-    os.replace(out_dir / "metrics.json.tmp", out_dir / "metrics.json")
+    data.write_csv(pd.DataFrame({"path": paths, "label": labels, "p_fake": p_fake}),
+                   out_dir / "predictions.csv")
+    data.write_json(result, out_dir / "metrics.json")
 
 
 def load_metrics(run_dir: Path) -> dict:

@@ -273,9 +273,7 @@ def resumed_config(config: RunConfig) -> RunConfig:
 def write_history(history: list[dict], run_dir: Path, data_name: str) -> None:
     """Save history.csv and the training-curve figure."""
     frame = pd.DataFrame(history)
-    tmp = run_dir / "history.csv.tmp"
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, run_dir / "history.csv")
+    data.write_csv(frame, run_dir / "history.csv")
     fig, (ax_loss, ax_acc) = plots.plt.subplots(1, 2, figsize=(9, 3.5))
     for split, style in (("train", "-o"), ("val", "-s")):
         ax_loss.plot(frame.epoch, frame[f"{split}_loss"], style, label=split)
