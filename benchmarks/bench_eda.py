@@ -47,7 +47,7 @@ def time_eda(folder: Path, per_class: int, work: Path) -> dict:
     config = RunConfig(name=f"bench-{folder.name}", data=str(folder), data_root=str(work / "data"),
                        runs_root=str(work / "runs"), eda_per_class=per_class)
     begin = time.perf_counter()
-    data.prepare(config.data, config.data_root, progress=False)
+    data.prepare_for(config, progress=False)
     indexed = time.perf_counter() - begin
     begin = time.perf_counter()
     summary = eda.run_eda(config, progress=False)

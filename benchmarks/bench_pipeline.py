@@ -246,7 +246,7 @@ def main() -> None:
                        runs_root=str(Path(args.work) / "runs"), image_size=args.size,
                        batch_size=args.batch_size, lr=args.lr, device=str(device), compile=args.compile)
     begin = time.perf_counter()
-    index = data.load_index(data.prepare(config.data, config.data_root, progress=True))
+    index = data.load_index(data.prepare_for(config, progress=True))
     index_s = time.perf_counter() - begin
     ours = time_package(config, device, args.batches)
     original = {} if args.skip_original else time_original(index, args.size, device, args.batches)

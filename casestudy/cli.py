@@ -165,8 +165,7 @@ def prepare_data(config: RunConfig, progress: bool = True) -> None:
     """Make or index the dataset, then show its balance and every excluded file."""
     from casestudy import data
 
-    path = data.prepare(config.data, config.data_root, config.seed, config.max_per_class,
-                        config.synthetic_per_class, config.synthetic_size, progress)
+    path = data.prepare_for(config, progress=progress)
     index = data.load_index(path)
     print(data.summarize(index).to_string())
     for row in index[index.status != "ok"].itertuples():

@@ -224,11 +224,15 @@ def prepare(data: str, data_root: str = "data", seed: int = 0, max_per_class: in
     return index_path
 
 
+def prepare_for(config, source: str | None = None, progress: bool = True) -> Path:
+    """prepare() the run's dataset (or `source`) with the run's settings; return its index.csv."""
+    return prepare(source or config.data, config.data_root, config.seed, config.max_per_class,
+                   config.synthetic_per_class, config.synthetic_size, progress)
+
+
 def load_for_run(config, *splits: str, source: str | None = None, progress: bool = True):
     """Prepare the run's dataset (or `source`) once; return (images, labels, paths) per split."""
-    index_path = prepare(source or config.data, config.data_root, config.seed,
-                         config.max_per_class, config.synthetic_per_class, config.synthetic_size,
-                         progress)
+    index_path = prepare_for(config, source, progress)
     index = load_index(index_path)
     return [load_split(index, split, config.image_size, index_path.parent / "cache", progress)
             for split in splits]
@@ -236,8 +240,7 @@ def load_for_run(config, *splits: str, source: str | None = None, progress: bool
 
 def build_cache(config, progress: bool = True) -> dict:
     """Decode every split once at config.image_size (`casestudy data cache`); describe the stores."""
-    index_path = prepare(config.data, config.data_root, config.seed, config.max_per_class,
-                         config.synthetic_per_class, config.synthetic_size, progress)
+    index_path = prepare_for(config, progress=progress)
     index = load_index(index_path)
     cache_dir = index_path.parent / "cache"
     splits = {}

@@ -240,9 +240,7 @@ def run_eda(config, progress: bool = True) -> dict:
     from casestudy import eda_plots
 
     started = time.perf_counter()
-    index_path = data.prepare(config.data, config.data_root, config.seed, config.max_per_class,
-                              config.synthetic_per_class, config.synthetic_size, progress)
-    index = data.load_index(index_path)
+    index = data.load_index(data.prepare_for(config, progress=progress))
     sample = sample_images(index, config.eda_per_class, config.seed)
     table, spectra, skipped = compute_features(sample.path.tolist(), progress)
     table = sample[["path", "label", "split"]].merge(table, on="path")
