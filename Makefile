@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/casestudy run --config demo --overwrite
 
 lint: $(STAMP)
-	$(BIN)/ruff check casestudy tests benchmarks
+	$(BIN)/ruff check casestudy autograder tests benchmarks
 
 test: lint
 	$(BIN)/pytest

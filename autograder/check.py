@@ -1,0 +1,35 @@
+"""What a student runs before submitting: the visible tests' score of one notebook."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nbgrader.utils import compute_checksum
+
+from autograder.notebooks import execute, is_test, parts, read_notebook
+
+
+def edited_tests(nb) -> list[str]:
+    """Test cells whose text differs from the released one (grading restores the original)."""
+    return [c.metadata["nbgrader"]["grade_id"] for c in nb.cells
+            if is_test(c) and "checksum" in c.metadata["nbgrader"]
+            and compute_checksum(c) != c.metadata["nbgrader"]["checksum"]]
+
+
+def check(path: Path, timeout: int) -> tuple[float, float]:
+    """Run the notebook beside itself and print each test's result; return (points, out of)."""
+    nb = read_notebook(path)
+    edited = edited_tests(nb)
+    seconds = execute(nb, path.parent, timeout)
+    results = parts(nb)
+    width = max((len(p.grade_id) for p in results), default=4)
+    for p in results:
+        mark = "pass" if p.passed else "FAIL"
+        print(f"{mark}  {p.grade_id:<{width}}  {p.points:g} point(s)  {p.error}")
+    got = sum(p.points for p in results if p.passed)
+    total = sum(p.points for p in results)
+    print(f"{path.name}: visible tests {got:g}/{total:g} points in {seconds:.0f} s. Hidden tests decide "
+          f"the grade; written answers are graded by hand.")
+    for grade_id in edited:
+        print(f"warning: you changed the test cell {grade_id}; grading uses the original")
+    return got, total

@@ -1,0 +1,56 @@
+"""Regenerate exercises/ from solutions/ with nbgrader, after checking every solution."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from autograder import GradingError
+from autograder.course import EXERCISES, SOLUTIONS, api, assignments, first_line, nbgrader_config
+from autograder.notebooks import errors, execute, read_notebook
+
+
+def check_solution(name: str, timeout: int, solutions: Path = SOLUTIONS) -> float:
+    """Run a solution notebook in a scratch folder; raise unless every cell passes."""
+    nb = read_notebook(solutions / name / f"{name}.ipynb")
+    with tempfile.TemporaryDirectory(prefix=f"check-{name}-") as folder:
+        seconds = execute(nb, Path(folder), timeout)
+    failed = errors(nb)
+    if failed:
+        raise GradingError(f"solution {name} fails its own tests, so nothing was released: "
+                           f"{'; '.join(failed)}")
+    return seconds
+
+
+def generate(names: list[str], out: Path, solutions: Path = SOLUTIONS) -> None:
+    """Write the student version of each assignment into out/<name>/ (replacing it)."""
+    with tempfile.TemporaryDirectory(prefix="release-") as tmp:
+        root = Path(tmp)
+        (root / "solutions").symlink_to(solutions.resolve(), target_is_directory=True)
+        grader = api(nbgrader_config(root, source="solutions", release="exercises"))
+        for name in names:
+            result = grader.generate_assignment(name, force=True, create=True)
+            if not result["success"]:
+                raise GradingError(f"nbgrader could not generate {name}: "
+                                   f"{first_line(result.get('log'), result.get('error'))}")
+        out.mkdir(parents=True, exist_ok=True)
+        for name in names:  # all generated: only now replace the old release
+            staged = out / f".{name}.new"
+            shutil.rmtree(staged, ignore_errors=True)
+            shutil.copytree(root / "exercises" / name, staged)
+            shutil.rmtree(out / name, ignore_errors=True)
+            staged.rename(out / name)
+
+
+def release(out: Path = EXERCISES, check: bool = True, timeout: int = 300,
+            solutions: Path = SOLUTIONS, only: list[str] | None = None) -> list[str]:
+    """Check each solution against its own tests, then regenerate the exercises; return names."""
+    names = only or assignments(solutions)
+    for name in names:
+        if check:
+            seconds = check_solution(name, timeout, solutions)
+            print(f"{name}: the solution passes its tests ({seconds:.0f} s)", flush=True)
+    generate(names, out, solutions)
+    print(f"released {len(names)} assignment(s) into {out}/")
+    return names
