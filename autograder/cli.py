@@ -13,7 +13,8 @@ from autograder.course import DEFAULT_TIMEOUT, EXERCISES
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autograder", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    rel = sub.add_parser("release", help="regenerate exercises/ from solutions/ (each solution checked first)")
+    rel = sub.add_parser("release",
+                         help="regenerate exercises/ from solutions/ (each solution checked first)")
     rel.add_argument("--out", type=Path, default=EXERCISES, help="where to write (default: exercises/)")
     rel.add_argument("--no-check", action="store_true", help="skip running the solutions first")
     rel.add_argument("--assignment", action="append", help="only this assignment (repeatable)")
@@ -22,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="one folder or zip per student: <student>/<assignment>/*.ipynb, "
                           "<student>/<assignment>.ipynb or <student>.zip")
     gra.add_argument("--out", type=Path, default=Path("grading"),
-                     help="course folder for nbgrader: gradebook.db, grades.csv, feedback/ (default: grading)")
+                     help="nbgrader's course folder: gradebook.db, grades.csv, feedback/ (default: grading)")
     gra.add_argument("--jobs", type=int, default=1, help="notebooks graded at once (default 1)")
     gra.add_argument("--assignment", action="append", help="only this assignment (repeatable)")
     chk = sub.add_parser("check", help="run a notebook and show its visible-test score")

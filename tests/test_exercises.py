@@ -68,10 +68,10 @@ MISTAKES = {  # (assignment, solution cell): [(mistake, how to make it)]
         ("the sum of each ring, not its mean", swap(" / np.bincount(rings)", "")),
     ],
     ("03_train", "make_detector"): [
-        ("one output", swap("nn.Linear(model.fc.in_features, 2)", "nn.Linear(model.fc.in_features, 1)")),
+        ("one output", swap("fc.in_features, 2)", "fc.in_features, 1)")),
         ("ImageNet's 1000 classes kept", swap("model.fc = nn.Linear(model.fc.in_features, 2)", "pass")),
         ("a softmax in the head", swap("nn.Linear(model.fc.in_features, 2)",
-                                       "nn.Sequential(nn.Linear(model.fc.in_features, 2), nn.Softmax(dim=1))")),
+                                       "nn.Sequential(nn.Linear(512, 2), nn.Softmax(dim=1))")),
     ],
     ("03_train", "train_one_epoch"): [
         ("gradients never cleared", swap("optimizer.zero_grad()", "pass")),
@@ -91,12 +91,13 @@ MISTAKES = {  # (assignment, solution cell): [(mistake, how to make it)]
             "fn": int(((labels == 0) & (preds == 1)).sum())}''')),
     ],
     ("04_evaluate", "precision_recall_f1"): [
-        ("precision and recall swapped", swap("return precision, recall, f1", "return recall, precision, f1")),
+        ("precision and recall swapped", swap("precision, recall, f1", "recall, precision, f1")),
         ("F1 as the arithmetic mean", swap("2 * precision * recall / (precision + recall)",
                                            "(precision + recall) / 2")),
     ],
     ("05_tsne", "penultimate_embeddings"): [
-        ("the logits", body("    model.eval()\n    with torch.no_grad():\n        return model(x).cpu().numpy()")),
+        ("the logits", body("    model.eval()\n    with torch.no_grad():\n"
+                            "        return model(x).cpu().numpy()")),
         ("batch statistics: no model.eval()", swap("model.eval()", "pass")),
         ("the feature map before pooling", swap("torch.flatten(m.avgpool(h), 1)", "torch.flatten(h, 1)")),
     ],
