@@ -38,6 +38,9 @@ def nbgrader_config(root: Path, timeout: int = DEFAULT_TIMEOUT, source: str = "s
     course.db_url = f"sqlite:///{root / 'gradebook.db'}"
     config.Execute.timeout = timeout
     config.Execute.startup_timeout = max(60, timeout)
+    config.Execute.iopub_timeout = 30  # late output on a busy machine is not a failed notebook
+    config.Execute.raise_on_iopub_timeout = False
+    config.Exchange.root = str(root / "exchange")  # unused; nbgrader wants a writable one
     return config
 
 

@@ -80,6 +80,8 @@ def autograde_one(out: str, timeout: int, student: str, name: str) -> tuple[str,
 def run_all(out: Path, timeout: int, jobs: int, todo: list[tuple[str, str]]) -> dict:
     """Autograde every (student, assignment); one failure never stops the rest."""
     done = {}
+    if jobs > 1:  # kernels share the cores: more threads each would only fight (OpenMP spins)
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(autograde_one, str(out), timeout, s, a): (s, a) for s, a in todo}
         for future in tqdm(futures, desc="autograde", unit="notebook", disable=not todo):
