@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean book
 
 install: $(STAMP)
 
@@ -18,10 +18,16 @@ demo: $(STAMP)
 	$(BIN)/casestudy run --config demo --overwrite
 
 lint: $(STAMP)
-	$(BIN)/ruff check casestudy autograder tests benchmarks
+	$(BIN)/ruff check casestudy autograder tests benchmarks book/build.py
 
-test: lint
-	$(BIN)/pytest
+# The book into book/_build/html: npm installs MathJax when needed, every page runs (cached),
+# warnings are errors. CASESTUDY_BOOK_DATA=course|FOLDER builds it on real data.
+book: $(STAMP)
+	$(BIN)/python book/build.py
+
+# The browser test (tests/test_book.py) checks the build just made instead of building again.
+test: lint book
+	CASESTUDY_BOOK_BUILT=1 $(BIN)/pytest
 
 clean:
 	rm -rf runs data/synthetic
