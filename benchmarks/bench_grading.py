@@ -1,0 +1,52 @@
+"""Time `autograder grade` on a class of perfect submissions (every assignment each).
+
+    python benchmarks/bench_grading.py --students 1 --jobs 2
+    python benchmarks/bench_grading.py --students 30 --jobs 2
+
+Prints a table: students, notebooks, jobs, wall time, time per submission and per notebook.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from autograder.course import SOLUTIONS, assignments
+from autograder.grade import grade
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--students", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--timeout", type=int, default=300)
+    args = parser.parse_args()
+    names = assignments()
+    with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
+        subs = Path(tmp) / "submissions"
+        for i in range(args.students):
+            for name in names:
+                folder = subs / f"student{i:03d}" / name
+                folder.mkdir(parents=True)
+                shutil.copy(SOLUTIONS / name / f"{name}.ipynb", folder / f"{name}.ipynb")
+        start = time.perf_counter()
+        path = grade(subs, Path(tmp) / "grading", args.timeout, args.jobs)
+        wall = time.perf_counter() - start
+        with path.open() as f:
+            rows = list(csv.DictReader(f))
+    full = sum(r["status"] == "graded" and float(r["total"]) == float(r["max"]) for r in rows)
+    notebooks = args.students * len(names)
+    print("\n| students | notebooks | jobs | cores | wall s | s per submission | s per notebook "
+          "| full marks |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(f"| {args.students} | {notebooks} | {args.jobs} | {os.cpu_count()} | {wall:.0f} | "
+          f"{wall / args.students:.0f} | {wall / notebooks:.1f} | {full}/{notebooks} |")
+
+
+if __name__ == "__main__":
+    main()
