@@ -6,11 +6,13 @@ sorted folder names (torchvision's ImageFolder would number "fake" 0 and "real" 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import time
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -149,24 +151,45 @@ def check_leakage(index: pd.DataFrame) -> None:
                              f"split, e.g. {example}; rebuild the index with `casestudy data index`")
 
 
-def write_csv(table: pd.DataFrame, path: Path) -> Path:
-    """Write a table atomically: a temporary file, then a rename (never a half-written file)."""
+@contextlib.contextmanager
+def atomic_write(path: Path, mode: str = "wb"):
+    """Open a temporary file beside path; once written and on disk, rename it to path.
+
+    The temporary name is unique to this writer, so two processes never share one, and the
+    data is fsynced before the rename: a kill or a crash at any moment leaves the old file
+    or the new one, never half of one. On an error the temporary file is removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, mode.replace("w", "x"), **({} if "b" in mode else {"newline": ""})) as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # the rename itself reaches the disk
+    finally:
+        os.close(folder)
+
+
+def write_csv(table: pd.DataFrame, path: Path) -> Path:
+    """Write a table atomically (atomic_write: never a half-written file)."""
+    with atomic_write(path, "w") as file:
+        table.to_csv(file, index=False)
+    return Path(path)
 
 
 def write_json(values: dict, path: Path) -> Path:
     """Write JSON atomically, like write_csv."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(values, indent=1))
-    os.replace(tmp, path)
-    return path
+    with atomic_write(path, "w") as file:
+        file.write(json.dumps(values, indent=1))
+    return Path(path)
 
 
 def save_index(index: pd.DataFrame, path: Path) -> Path:
@@ -328,7 +351,6 @@ def load_split(index: pd.DataFrame, split: str, size: int, cache_dir: Path | Non
         file.parent.mkdir(parents=True, exist_ok=True)
         for stale in file.parent.glob(f"{split}-*.npy"):
             stale.unlink()
-        tmp = file.with_suffix(".tmp.npy")
-        np.save(tmp, images)
-        os.replace(tmp, file)
+        with atomic_write(file) as out:
+            np.save(out, images)
     return torch.from_numpy(np.load(file, mmap_mode="c")), labels, paths  # "c": writes stay private

@@ -7,7 +7,6 @@ history and RNG state, so `--resume` continues exactly where a run stopped.
 from __future__ import annotations
 
 import math
-import os
 import shutil
 from pathlib import Path
 
@@ -155,9 +154,8 @@ def make_optimizer(model: nn.Module, config: RunConfig, steps: int, device: torc
 
 def save_checkpoint(path: Path, **state) -> None:
     """Write a checkpoint atomically: an interrupted save never replaces a good file."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with data.atomic_write(path) as file:
+        torch.save(state, file)
 
 
 def load_data(config: RunConfig, progress: bool = True):
