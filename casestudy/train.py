@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from casestudy import CaseStudyError, data, feed, plots
 from casestudy.config import RunConfig, from_dict, save_config
-from casestudy.model import build_model, normalize, to_unit
+from casestudy.model import build_model, normalize, read_checkpoint, to_unit
 from casestudy.runtime import (
     autocast,
     barrier,
@@ -208,7 +208,7 @@ def fit(config: RunConfig, resume: bool, overwrite: bool, progress: bool, rank: 
     optimizer, scheduler = make_optimizer(net, config, steps_per_epoch * config.epochs, device)
     history, start, best_acc = [], 0, -1.0
     if resume:
-        last = torch.load(run_dir / LAST, map_location="cpu", weights_only=False)
+        last = read_last(run_dir)
         net.load_state_dict(last["model"])
         optimizer.load_state_dict(last["optimizer"])
         scheduler.load_state_dict(last["scheduler"])
@@ -264,8 +264,16 @@ def resumed_config(config: RunConfig) -> RunConfig:
     last = config.run_dir / LAST
     if not last.is_file():
         raise CaseStudyError(f"nothing to resume: {last} does not exist; train without --resume")
-    saved = torch.load(last, map_location="cpu", weights_only=False)["config"]
+    saved = read_last(config.run_dir)["config"]
     return from_dict({**saved, "runs_root": config.runs_root, "name": config.name})
+
+
+def read_last(run_dir: Path) -> dict:
+    """Read runs/<name>/last.pt, everything a resumed run needs."""
+    return read_checkpoint(run_dir / LAST, f"it cannot be resumed: train afresh with `casestudy train "
+                                           f"--name {run_dir.name} --overwrite`",
+                           keys=("model", "optimizer", "scheduler", "epoch", "config", "history",
+                                 "rng", "best_val_acc"))
 
 
 def write_history(history: list[dict], run_dir: Path, data_name: str) -> None:
