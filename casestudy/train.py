@@ -88,16 +88,24 @@ def random_resized_crop(x: torch.Tensor, size: int, scale_min: float) -> torch.T
 def train_one_epoch(model: nn.Module, optimizer, scheduler, images: torch.Tensor,
                     labels: torch.Tensor, config: RunConfig, device: torch.device,
                     epoch: int = 0, progress: bool = False, rank: int = 0, world: int = 1) -> dict:
-    """Run one pass over the training split (this rank's shard); return mean loss and accuracy."""
+    """Run one pass over the training split (this rank's shard); return mean loss and accuracy.
+
+    A loss that turns NaN or infinite stops training with a CaseStudyError naming the first
+    such step, before anything of this epoch is saved. It is noticed at the end of the epoch,
+    so that no step waits for the GPU to report its loss.
+    """
     model.train()
     crop = config.train_crop or images.shape[-1]
     total_loss = torch.zeros((), device=device)  # summed on the device: no sync per step
     correct = torch.zeros((), device=device, dtype=torch.long)
     order = feed.epoch_order(len(images), config.seed, epoch, rank=rank, world=world)
     batch_size = max(1, config.batch_size // world)
-    steps = tqdm(feed.batches(images, labels, order, batch_size, device), total=-(-len(order) // batch_size),
+    n_steps = -(-len(order) // batch_size)
+    first_bad = torch.tensor(n_steps, device=device)  # first step with a non-finite loss, if any
+    bad_loss = torch.zeros((), device=device)
+    steps = tqdm(feed.batches(images, labels, order, batch_size, device), total=n_steps,
                  desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False, disable=not progress)
-    for images_u8, y in steps:
+    for step, (images_u8, y) in enumerate(steps):
         x = augment(to_unit(images_u8, device), crop, config.crop_padding, config.jitter,
                     config.flip, config.padding_mode, config.scale_min)
         with autocast(device):
@@ -109,9 +117,20 @@ def train_one_epoch(model: nn.Module, optimizer, scheduler, images: torch.Tensor
         scheduler.step()
         total_loss += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
+        newly_bad = ~torch.isfinite(loss.detach()) & (first_bad == n_steps)
+        bad_loss = torch.where(newly_bad, loss.detach().float(), bad_loss)
+        first_bad = torch.where(newly_bad, step, first_bad)
     sums = torch.stack([total_loss.float(), correct.float(), torch.tensor(float(len(order)), device=device)])
     if world > 1:
         torch.distributed.all_reduce(sums)
+        torch.distributed.all_reduce(first_bad, op=torch.distributed.ReduceOp.MIN)
+    if first_bad.item() < n_steps:
+        value = bad_loss.item()  # 0 on a rank that saw only finite losses
+        kept = f"{config.run_dir / LAST} keeps epoch {epoch}" if epoch else "nothing was saved"
+        raise CaseStudyError(
+            f"the training loss became {value if not math.isfinite(value) else 'NaN or infinite'} at "
+            f"epoch {epoch + 1}, step {first_bad.item() + 1} of {n_steps}; training stopped ({kept}): "
+            f"lower --lr (now {scaled_lr(config):g}) or check the data, then train again with --overwrite")
     loss_sum, n_correct, seen = sums.tolist()
     return {"loss": loss_sum / seen, "acc": n_correct / seen}
 
