@@ -21,6 +21,7 @@ STAGE_FLAGS = {  # flag -> (type, help); each overrides the RunConfig field of t
     "runs_root": (str, "where run folders are written (default runs/)"),
     "seed": (int, "seed of every random choice"),
     "device": (str, "auto, cpu or cuda"),
+    "deterministic": (bool, "deterministic kernels: a run, or a resumed one, repeats exactly (slower)"),
     "image_size": (int, "images are resized to this many pixels square"),
     "train_crop": (int, "train on random crops of this size (0: crop back to --image-size)"),
     "crop_padding": (int, "pad training images by this many pixels before the random crop"),

@@ -27,7 +27,7 @@ from casestudy.runtime import (
     close_distributed,
     init_distributed,
     memory_format,
-    rng_state,
+    rng_states,
     seed_everything,
     set_rng_state,
 )
@@ -232,12 +232,16 @@ def fit(config: RunConfig, resume: bool, overwrite: bool, progress: bool, rank: 
         optimizer.load_state_dict(last["optimizer"])
         scheduler.load_state_dict(last["scheduler"])
         history, start, best_acc = last["history"], last["epoch"] + 1, last["best_val_acc"]
-        set_rng_state(last["rng"])
+        states = last.get("rng_ranks") or [last["rng"]]  # each rank continues its own generators
+        set_rng_state(states[rank] if rank < len(states) else states[0])
         if main:
             print(f"resuming {run_dir} at epoch {start + 1}/{config.epochs}")
+            write_history(history, run_dir, config.data)  # history.csv matches last.pt again
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
+        for partial in (*run_dir.glob(f".{BEST}.*.tmp"), *run_dir.glob(f".{LAST}.*.tmp")):
+            partial.unlink()  # a save that a kill interrupted (see data.atomic_write)
     epochs = tqdm(range(start, config.epochs), desc="train", unit="epoch", disable=not progress,
                   initial=start, total=config.epochs)
     for epoch in epochs:
@@ -248,11 +252,12 @@ def fit(config: RunConfig, resume: bool, overwrite: bool, progress: bool, rank: 
                         "val_loss": val["loss"], "val_acc": val["acc"],
                         "lr": scheduler.get_last_lr()[0]})
         epochs.set_postfix(train_acc=f"{trained['acc']:.3f}", val_acc=f"{val['acc']:.3f}")
+        rngs = rng_states(world)
         if not main:
             continue
         state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "epoch": epoch, "config": config.to_dict(),
-                 "history": history, "rng": rng_state()}
+                 "history": history, "rng": rngs[0], "rng_ranks": rngs}
         if val["acc"] > best_acc:
             best_acc = val["acc"]
             save_checkpoint(run_dir / BEST, **state, best_val_acc=best_acc)
