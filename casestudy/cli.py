@@ -162,15 +162,22 @@ def dispatch(args: argparse.Namespace, config: RunConfig, progress: bool) -> Non
         run_all(config, progress, overwrite=args.overwrite)
 
 
+SHOW_SKIPPED = 20  # skipped files listed one per line; the rest are counted
+
+
 def prepare_data(config: RunConfig, progress: bool = True) -> None:
-    """Make or index the dataset, then show its balance and every excluded file."""
+    """Make or index the dataset, then show its balance, its file counts and the skipped files."""
     from casestudy import data
 
     path = data.prepare_for(config, progress=progress)
     index = data.load_index(path)
     print(data.summarize(index).to_string())
-    for row in index[index.status != "ok"].itertuples():
-        print(f"excluded {row.path}: {row.status}")
+    print(data.describe_tally(data.tally(index)))
+    skipped = data.skipped_files(index)
+    for file, why in skipped[:SHOW_SKIPPED]:
+        print(f"skipped {file}: {why}")
+    if len(skipped) > SHOW_SKIPPED:
+        print(f"... and {len(skipped) - SHOW_SKIPPED} more skipped: see the status column of the index")
     print(f"index: {path}")
 
 
@@ -212,6 +219,9 @@ def show_cache(stores: dict) -> None:
 
 
 def show_eda(summary: dict, config: RunConfig) -> None:
+    from casestudy import data
+
+    print(f"data: {data.describe_tally(summary['files'])}")
     for question, answer in summary["answers"].items():
         print(f"{question}: {answer}")
     for path, reason in summary["skipped"].items():
