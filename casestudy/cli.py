@@ -162,9 +162,6 @@ def dispatch(args: argparse.Namespace, config: RunConfig, progress: bool) -> Non
         run_all(config, progress, overwrite=args.overwrite)
 
 
-SHOW_SKIPPED = 20  # skipped files listed one per line; the rest are counted
-
-
 def prepare_data(config: RunConfig, progress: bool = True) -> None:
     """Make or index the dataset, then show its balance, its file counts and the skipped files."""
     from casestudy import data
@@ -174,10 +171,10 @@ def prepare_data(config: RunConfig, progress: bool = True) -> None:
     print(data.summarize(index).to_string())
     print(data.describe_tally(data.tally(index)))
     skipped = data.skipped_files(index)
-    for file, why in skipped[:SHOW_SKIPPED]:
+    for file, why in skipped[:data.LIST_SKIPPED]:
         print(f"skipped {file}: {why}")
-    if len(skipped) > SHOW_SKIPPED:
-        print(f"... and {len(skipped) - SHOW_SKIPPED} more skipped: see the status column of the index")
+    if len(skipped) > data.LIST_SKIPPED:
+        print(f"... and {len(skipped) - data.LIST_SKIPPED} more skipped: see the status column of the index")
     print(f"index: {path}")
 
 

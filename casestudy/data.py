@@ -29,6 +29,7 @@ CLASS_NAMES = ["real", "fake"]  # index = label
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 SPLITS = {"train": 0.70, "val": 0.15, "test": 0.15}
 COLUMNS = ["path", "label", "split", "sha256", "width", "height", "status"]
+LIST_SKIPPED = 20  # skipped files the CLI and report.md name one by one; the rest are counted
 
 
 def dataset_name(data: str) -> str:

@@ -43,9 +43,6 @@ QUESTIONS = {"balanced": "Is the data balanced?",
              "strongest": "What separates them best before any deep learning?"}
 
 
-SHOW_SKIPPED = 20  # skipped files listed by name; the rest are counted
-
-
 def data_section(index: pd.DataFrame, index_path: Path) -> list[str]:
     """Usable images per split and class; every file found, used or skipped (and why)."""
     table = data.summarize(index)
@@ -55,9 +52,9 @@ def data_section(index: pd.DataFrame, index_path: Path) -> list[str]:
              *[f"| {split} | " + " | ".join(str(v) for v in row) + " |" for split, row in table.iterrows()],
              "", f"{data.describe_tally(data.tally(index))}; the `status` column of {index_path} "
              "says why each file was skipped.", ""]
-    lines += [f"- skipped `{file}`: {why}" for file, why in skipped[:SHOW_SKIPPED]]
-    if len(skipped) > SHOW_SKIPPED:
-        lines.append(f"- ... and {len(skipped) - SHOW_SKIPPED} more")
+    lines += [f"- skipped `{file}`: {why}" for file, why in skipped[:data.LIST_SKIPPED]]
+    if len(skipped) > data.LIST_SKIPPED:
+        lines.append(f"- ... and {len(skipped) - data.LIST_SKIPPED} more")
     return lines + ([""] if skipped else [])
 
 

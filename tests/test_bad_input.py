@@ -163,3 +163,15 @@ def test_training_and_evaluation_use_only_the_usable_images(stages):
     assert len(eda) == 32 and not (eda.path.str.contains("bomb|truncated|empty|notes")).any()
     wide = eda[eda.path.str.endswith("wide.png")].iloc[0]
     assert (wide.width, wide.height) == (57, 20)  # the EDA measures each image at its own size
+
+
+def test_images_left_out_by_max_per_class_are_counted_after_the_problems(tmp_path, capsys):
+    root = make_folder(tmp_path / "many", per_class=30, size=8)
+    (root / "fake" / "empty.png").write_bytes(b"")
+    assert cli.main(["data", "index", "--data", str(root), "--data-root", str(tmp_path / "data"),
+                     "--max-per-class", "10", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "61 files found: 20 used, 41 skipped (40 not sampled, 1 empty file)" in out
+    listed = [line for line in out.splitlines() if line.startswith("skipped ")]
+    assert len(listed) == data.LIST_SKIPPED and listed[0].endswith("empty.png: empty file")
+    assert f"... and {41 - data.LIST_SKIPPED} more skipped" in out
