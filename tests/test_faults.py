@@ -43,7 +43,8 @@ def train_and_kill_in_second_epoch(args, cwd, steps_done: int, pause: float) -> 
     """Run `casestudy train`, SIGKILL it when epoch 2 has done `steps_done` of 4 steps; return its code."""
     proc = subprocess.Popen([sys.executable, "-m", "casestudy", "train", *args], cwd=cwd,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "TQDM_MININTERVAL": "0",
+                                 "TQDM_MINITERS": "1"})  # a bar update after every step
     shown = b""
     progress = re.compile(rb"epoch 2/3:[^\r\n]*\| (\d)/4 ")
     with proc:
@@ -59,7 +60,7 @@ def train_and_kill_in_second_epoch(args, cwd, steps_done: int, pause: float) -> 
 
 def test_a_run_killed_mid_epoch_resumes_to_the_same_result(tmp_path, repeatable, capsys):
     draw = random.Random()
-    steps_done, pause = draw.randint(1, 3), draw.uniform(0, 0.1)
+    steps_done, pause = draw.randint(1, 3), draw.uniform(0, 0.05)
     where = f"killed after step {steps_done} of epoch 2, +{pause:.2f} s"
     with ThreadPoolExecutor(1) as pool:  # the killed run trains beside the uninterrupted one
         killed = pool.submit(train_and_kill_in_second_epoch, flags(tmp_path, "cut"), tmp_path,
