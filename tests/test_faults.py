@@ -163,7 +163,7 @@ def test_a_truncated_checkpoint_stops_the_command_without_a_traceback(saved_run,
                              f"with `casestudy train --name broken --overwrite`\n")
 
 
-def test_a_nan_loss_stops_training_and_keeps_the_last_good_epoch(tmp_path, monkeypatch, one_thread):
+def test_a_nan_loss_stops_training_and_keeps_the_last_good_epoch(tmp_path, monkeypatch, repeatable):
     config = cli.config_from(cli.build_parser().parse_args(["train", *flags(tmp_path, "nan")]))
     real_augment, calls = train.augment, []
 
@@ -185,7 +185,7 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_epoch(tmp_path, monke
     assert not list(config.run_dir.glob(".*.tmp"))
 
 
-def test_a_learning_rate_far_too_large_is_stopped_with_the_step(tmp_path, capsys, one_thread):
+def test_a_learning_rate_far_too_large_is_stopped_with_the_step(tmp_path, capsys, repeatable):
     assert cli.main(["train", *flags(tmp_path, "huge"), "--lr", "1e30", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert re.fullmatch(r"casestudy train: error: the training loss became (nan|inf|-inf) at epoch 1, "
