@@ -21,6 +21,7 @@ STAGE_FLAGS = {  # flag -> (type, help); each overrides the RunConfig field of t
     "runs_root": (str, "where run folders are written (default runs/)"),
     "seed": (int, "seed of every random choice"),
     "device": (str, "auto, cpu or cuda"),
+    "deterministic": (bool, "deterministic kernels: a run, or a resumed one, repeats exactly (slower)"),
     "image_size": (int, "images are resized to this many pixels square"),
     "train_crop": (int, "train on random crops of this size (0: crop back to --image-size)"),
     "crop_padding": (int, "pad training images by this many pixels before the random crop"),
@@ -162,14 +163,18 @@ def dispatch(args: argparse.Namespace, config: RunConfig, progress: bool) -> Non
 
 
 def prepare_data(config: RunConfig, progress: bool = True) -> None:
-    """Make or index the dataset, then show its balance and every excluded file."""
+    """Make or index the dataset, then show its balance, its file counts and the skipped files."""
     from casestudy import data
 
     path = data.prepare_for(config, progress=progress)
     index = data.load_index(path)
     print(data.summarize(index).to_string())
-    for row in index[index.status != "ok"].itertuples():
-        print(f"excluded {row.path}: {row.status}")
+    print(data.describe_tally(data.tally(index)))
+    skipped = data.skipped_files(index)
+    for file, why in skipped[:data.LIST_SKIPPED]:
+        print(f"skipped {file}: {why}")
+    if len(skipped) > data.LIST_SKIPPED:
+        print(f"... and {len(skipped) - data.LIST_SKIPPED} more skipped: see the status column of the index")
     print(f"index: {path}")
 
 
@@ -211,6 +216,9 @@ def show_cache(stores: dict) -> None:
 
 
 def show_eda(summary: dict, config: RunConfig) -> None:
+    from casestudy import data
+
+    print(f"data: {data.describe_tally(summary['files'])}")
     for question, answer in summary["answers"].items():
         print(f"{question}: {answer}")
     for path, reason in summary["skipped"].items():

@@ -6,11 +6,13 @@ sorted folder names (torchvision's ImageFolder would number "fake" 0 and "real" 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import time
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -27,6 +29,7 @@ CLASS_NAMES = ["real", "fake"]  # index = label
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 SPLITS = {"train": 0.70, "val": 0.15, "test": 0.15}
 COLUMNS = ["path", "label", "split", "sha256", "width", "height", "status"]
+LIST_SKIPPED = 20  # skipped files the CLI and report.md name one by one; the rest are counted
 
 
 def dataset_name(data: str) -> str:
@@ -49,20 +52,22 @@ def index_folder(root: str | Path, seed: int = 0, max_per_class: int = 0,
                  progress: bool = True) -> pd.DataFrame:
     """List every file under root/real and root/fake with its label, checksum, size and split.
 
-    Files that are not images, or cannot be decoded, stay in the index with the reason in
-    `status` and an empty split, so that they are reported and never used.
+    Files that are not usable images stay in the index with the reason in `status` and an
+    empty split, so that they are reported and never used: every file found is either
+    used or skipped for a stated reason (see tally).
     """
     root = Path(root)
     if not root.is_dir():
         raise CaseStudyError(f"data folder {root} does not exist: give a folder with real/ and fake/")
+    root = root.resolve()
     rows = []
     for name, label in LABELS.items():
         folder = root / name
         if not folder.is_dir():
             raise CaseStudyError(f"{root} has no {name}/ folder: a dataset needs real/ and fake/ below it")
-        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        files = find_files(folder)
         infos = parallel_map(inspect_file, files, f"index {name}", "file", progress)
-        rows += [{"path": str(path.resolve()), "label": label, **info} for path, info in zip(files, infos)]
+        rows += [{"path": str(path), "label": label, **info} for path, info in zip(files, infos)]
     index = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "split"])
     for name, label in LABELS.items():
         if not ((index.label == label) & (index.status == "ok")).any():
@@ -73,21 +78,71 @@ def index_folder(root: str | Path, seed: int = 0, max_per_class: int = 0,
     return assign_splits(index, seed)
 
 
+def find_files(folder: Path) -> list[Path]:
+    """Every file and symbolic link below folder, sorted.
+
+    Links to folders are listed but not followed (pathlib's rglob does not), so a link
+    that points back up the tree cannot make the search loop.
+    """
+    return sorted(p for p in Path(folder).rglob("*") if p.is_symlink() or p.is_file())
+
+
 def inspect_file(path: Path) -> dict:
-    """Return sha256, width, height and status ("ok" or why the file is excluded)."""
+    """Return sha256, width, height and status: "ok", or "excluded: " and why.
+
+    A file is ok when it decodes completely to RGB as training will read it (read_rgb), so
+    truncated files fail here, not during training. Pillow refuses images of more than
+    2 * Image.MAX_IMAGE_PIXELS pixels (a decompression bomb) before decoding them.
+    """
     info = {"sha256": "", "width": 0, "height": 0, "status": "ok"}
+    if path.is_symlink() and path.is_dir():
+        return {**info, "status": "excluded: link to a folder (not followed)"}
+    if path.is_symlink() and not path.exists():
+        return {**info, "status": "excluded: broken symbolic link"}
     if path.suffix.lower() not in IMAGE_SUFFIXES:
-        info["status"] = f"excluded: not an image file ({path.suffix or 'no suffix'})"
-        return info
+        return {**info, "status": f"excluded: not an image file ({path.suffix or 'no suffix'})"}
     try:
         data = path.read_bytes()
         info["sha256"] = hashlib.sha256(data).hexdigest()
-        with Image.open(path) as img:
-            img.load()  # decode fully: truncated files fail here, not during training
-            info["width"], info["height"] = img.size
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
+        if not data:
+            return {**info, "status": "excluded: empty file"}
+        info["width"], info["height"] = read_rgb(path).size
+    except UnidentifiedImageError:
+        info["status"] = f"excluded: unknown image format (no PNG, JPEG or WebP inside the {path.suffix})"
+    except Image.DecompressionBombError as err:
+        info["status"] = f"excluded: too many pixels ({str(err).rstrip('.')})"
+    except (OSError, ValueError) as err:
         info["status"] = f"excluded: unreadable image ({type(err).__name__}: {err})"
     return info
+
+
+def reason(status: str) -> str:
+    """Name the kind of an exclusion: "excluded: unreadable image (OSError: ...)" -> "unreadable image"."""
+    return status.removeprefix("excluded: ").split(" (")[0]
+
+
+def tally(index: pd.DataFrame) -> dict:
+    """Count the files found, used and skipped per reason; found = used + every skipped count."""
+    skipped = index[index.split == ""].status.map(reason)
+    return {"found": len(index), "used": int((index.split != "").sum()),
+            "skipped": {reason: int(n) for reason, n in sorted(skipped.value_counts().items(),
+                                                               key=lambda kv: (-kv[1], kv[0]))}}
+
+
+def skipped_files(index: pd.DataFrame) -> list[tuple[str, str]]:
+    """Return (path, why) of every skipped file: problems first, those left out by max_per_class last."""
+    rows = index[index.split == ""]
+    unsampled = rows.status.str.startswith("excluded: not sampled").to_numpy()
+    return [(row.path, row.status.removeprefix("excluded: "))
+            for row in rows.iloc[np.argsort(unsampled, kind="stable")].itertuples()]
+
+
+def describe_tally(counts: dict) -> str:
+    """Say a tally in one line: "30 files found: 24 used, 6 skipped (2 empty file, ...)"."""
+    n_skipped = sum(counts["skipped"].values())
+    reasons = ", ".join(f"{n} {reason}" for reason, n in counts["skipped"].items())
+    return (f"{counts['found']} files found: {counts['used']} used, "
+            + (f"{n_skipped} skipped ({reasons})" if n_skipped else "none skipped"))
 
 
 def mark_conflicts(index: pd.DataFrame) -> pd.DataFrame:
@@ -103,11 +158,13 @@ def mark_conflicts(index: pd.DataFrame) -> pd.DataFrame:
 
 
 def subsample(index: pd.DataFrame, per_class: int, seed: int) -> pd.DataFrame:
-    """Keep at most `per_class` usable images of each class, chosen with the seed."""
-    keep = []
+    """Keep at most `per_class` usable images of each class, chosen with the seed; mark the rest."""
+    index = index.copy()
     for _, group in index[index.status == "ok"].groupby("label"):
-        keep.append(group.sample(n=min(per_class, len(group)), random_state=seed))
-    return pd.concat([*keep, index[index.status != "ok"]]).sort_index()
+        chosen = group.sample(n=min(per_class, len(group)), random_state=seed)
+        index.loc[group.index.difference(chosen.index), "status"] = (
+            f"excluded: not sampled (max_per_class {per_class})")
+    return index
 
 
 def assign_splits(index: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -149,24 +206,45 @@ def check_leakage(index: pd.DataFrame) -> None:
                              f"split, e.g. {example}; rebuild the index with `casestudy data index`")
 
 
-def write_csv(table: pd.DataFrame, path: Path) -> Path:
-    """Write a table atomically: a temporary file, then a rename (never a half-written file)."""
+@contextlib.contextmanager
+def atomic_write(path: Path, mode: str = "wb"):
+    """Open a temporary file beside path; once written and on disk, rename it to path.
+
+    The temporary name is unique to this writer, so two processes never share one, and the
+    data is fsynced before the rename: a kill or a crash at any moment leaves the old file
+    or the new one, never half of one. On an error the temporary file is removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, mode.replace("w", "x"), **({} if "b" in mode else {"newline": ""})) as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # the rename itself reaches the disk
+    finally:
+        os.close(folder)
+
+
+def write_csv(table: pd.DataFrame, path: Path) -> Path:
+    """Write a table atomically (atomic_write: never a half-written file)."""
+    with atomic_write(path, "w") as file:
+        table.to_csv(file, index=False)
+    return Path(path)
 
 
 def write_json(values: dict, path: Path) -> Path:
     """Write JSON atomically, like write_csv."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(values, indent=1))
-    os.replace(tmp, path)
-    return path
+    with atomic_write(path, "w") as file:
+        file.write(json.dumps(values, indent=1))
+    return Path(path)
 
 
 def save_index(index: pd.DataFrame, path: Path) -> Path:
@@ -254,8 +332,8 @@ def build_cache(config, progress: bool = True) -> dict:
 
 def listing(root: Path) -> str:
     """Summarise the files under root/real and root/fake: their count and newest change."""
-    files = [p for name in LABELS for p in (Path(root) / name).rglob("*") if p.is_file()]
-    newest = max((p.stat().st_mtime_ns for p in files), default=0)
+    files = [p for name in LABELS for p in find_files(Path(root) / name)]
+    newest = max(((p.stat() if p.exists() else p.lstat()).st_mtime_ns for p in files), default=0)
     return f"files={len(files)} newest={newest}"
 
 
@@ -328,7 +406,6 @@ def load_split(index: pd.DataFrame, split: str, size: int, cache_dir: Path | Non
         file.parent.mkdir(parents=True, exist_ok=True)
         for stale in file.parent.glob(f"{split}-*.npy"):
             stale.unlink()
-        tmp = file.with_suffix(".tmp.npy")
-        np.save(tmp, images)
-        os.replace(tmp, file)
+        with atomic_write(file) as out:
+            np.save(out, images)
     return torch.from_numpy(np.load(file, mmap_mode="c")), labels, paths  # "c": writes stay private

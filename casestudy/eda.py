@@ -254,6 +254,7 @@ def run_eda(config, progress: bool = True) -> dict:
         "n_images": {name: int((y == label).sum()) for name, label in data.LABELS.items()},
         "counts": {split: {k: int(v) for k, v in row.items()} for split, row in counts.iterrows()},
         "excluded_in_index": int((index.status != "ok").sum()),
+        "files": data.tally(index),  # found = used + skipped, per reason
         "skipped": skipped,
         "describe": {name: table[table.label == label][SCALARS].describe().to_dict()
                      for name, label in data.LABELS.items()},

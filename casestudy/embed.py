@@ -6,7 +6,6 @@ cluster sizes: read the figure for "are there clusters", not "how far apart".
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -79,10 +78,9 @@ def run_tsne(config: RunConfig, progress: bool = True) -> Path:
     points = tsne_2d(embeddings, config.tsne_perplexity, config.seed)
     labels = labels.numpy()
     out = config.run_dir / "embeddings.npz"
-    tmp = out.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, embeddings=embeddings, tsne=points, labels=labels, p_fake=p_fake,
-                        paths=np.array(paths))
-    os.replace(tmp, out)
+    with data.atomic_write(out) as file:
+        np.savez_compressed(file, embeddings=embeddings, tsne=points, labels=labels, p_fake=p_fake,
+                            paths=np.array(paths))
     plot_tsne(points, labels, p_fake, config.run_dir / "figures" / "tsne.png",
               f"t-SNE of ResNet18 embeddings, test split\n({plots.data_tag(config.data)})")
     return out

@@ -6,6 +6,7 @@ Book chapter 03_train.
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from urllib.error import URLError
 
@@ -99,11 +100,36 @@ def penultimate(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.flatten(m.avgpool(x), 1)
 
 
+def read_checkpoint(path: Path, remedy: str, keys: tuple[str, ...] = ("model",)) -> dict:
+    """Load a checkpoint file; a truncated, corrupt or foreign one is a one-line CaseStudyError.
+
+    torch.load notices a cut file but not changed bytes inside one; torch.save's zip holds a
+    CRC-32 of every record, which zipfile checks first.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+        if damaged:
+            raise ValueError(f"record {damaged} fails its CRC check")
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except zipfile.BadZipFile:
+        raise CaseStudyError(f"checkpoint {path} is truncated or corrupt (not a whole PyTorch "
+                             f"file); {remedy}") from None
+    except Exception as err:
+        raise CaseStudyError(f"checkpoint {path} is corrupt ({reason(err)}); {remedy}") from None
+    missing = [key for key in keys if key not in checkpoint] if isinstance(checkpoint, dict) else keys
+    if missing:
+        raise CaseStudyError(f"checkpoint {path} lacks {', '.join(missing)}: not a casestudy "
+                             f"checkpoint; {remedy}")
+    return checkpoint
+
+
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """Load a trained detector and its checkpoint (config, epoch, metrics)."""
     if not Path(path).is_file():
         raise CaseStudyError(f"no checkpoint at {path}: run `casestudy train` first")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = read_checkpoint(path, f"train the run again with `casestudy train --name "
+                                       f"{Path(path).parent.name} --overwrite`")
     model = build_model("none")
     model.load_state_dict(checkpoint["model"])
     model.to(device).eval()

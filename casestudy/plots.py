@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -20,10 +19,9 @@ def data_tag(data: str) -> str:
 
 def save(fig, path: Path) -> Path:
     """Write a figure atomically as PNG and close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    from casestudy.data import atomic_write
+
+    with atomic_write(path) as file:
+        fig.savefig(file, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return Path(path)

@@ -43,6 +43,21 @@ QUESTIONS = {"balanced": "Is the data balanced?",
              "strongest": "What separates them best before any deep learning?"}
 
 
+def data_section(index: pd.DataFrame, index_path: Path) -> list[str]:
+    """Usable images per split and class; every file found, used or skipped (and why)."""
+    table = data.summarize(index)
+    skipped = data.skipped_files(index)
+    lines = ["## Data", "", "| split | " + " | ".join(table.columns) + " |",
+             "| --- |" + " ---: |" * len(table.columns),
+             *[f"| {split} | " + " | ".join(str(v) for v in row) + " |" for split, row in table.iterrows()],
+             "", f"{data.describe_tally(data.tally(index))}; the `status` column of {index_path} "
+             "says why each file was skipped.", ""]
+    lines += [f"- skipped `{file}`: {why}" for file, why in skipped[:data.LIST_SKIPPED]]
+    if len(skipped) > data.LIST_SKIPPED:
+        lines.append(f"- ... and {len(skipped) - data.LIST_SKIPPED} more")
+    return lines + ([""] if skipped else [])
+
+
 def eda_section(run: Path) -> list[str]:
     """The EDA's answers in one sentence each, its numbers and its figures."""
     from casestudy import eda, eda_plots
@@ -93,14 +108,7 @@ def write_report(config: RunConfig) -> Path:
               ""]
     index_path = data.dataset_dir(config.data, config.data_root) / "index.csv"
     if index_path.is_file():
-        index = data.load_index(index_path)
-        table = data.summarize(index)
-        excluded = int((index.status != "ok").sum())
-        lines += ["## Data", "", "| split | " + " | ".join(table.columns) + " |",
-                  "| --- |" + " ---: |" * len(table.columns),
-                  *[f"| {split} | " + " | ".join(str(v) for v in row) + " |"
-                    for split, row in table.iterrows()],
-                  "", f"{excluded} file(s) excluded (see `status` in {index_path}).", ""]
+        lines += data_section(data.load_index(index_path), index_path)
     lines += eda_section(run)
     if (run / "history.csv").is_file():
         history = pd.read_csv(run / "history.csv")

@@ -54,6 +54,15 @@ def rng_state() -> dict:
     return state
 
 
+def rng_states(world: int = 1) -> list[dict]:
+    """Return every rank's rng_state(), in rank order (a collective under torchrun)."""
+    if world == 1:
+        return [rng_state()]
+    states = [None] * world
+    torch.distributed.all_gather_object(states, rng_state())
+    return states
+
+
 def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])

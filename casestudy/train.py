@@ -7,7 +7,6 @@ history and RNG state, so `--resume` continues exactly where a run stopped.
 from __future__ import annotations
 
 import math
-import os
 import shutil
 from pathlib import Path
 
@@ -21,14 +20,14 @@ from tqdm import tqdm
 
 from casestudy import CaseStudyError, data, feed, plots
 from casestudy.config import RunConfig, from_dict, save_config
-from casestudy.model import build_model, normalize, to_unit
+from casestudy.model import build_model, normalize, read_checkpoint, to_unit
 from casestudy.runtime import (
     autocast,
     barrier,
     close_distributed,
     init_distributed,
     memory_format,
-    rng_state,
+    rng_states,
     seed_everything,
     set_rng_state,
 )
@@ -89,16 +88,24 @@ def random_resized_crop(x: torch.Tensor, size: int, scale_min: float) -> torch.T
 def train_one_epoch(model: nn.Module, optimizer, scheduler, images: torch.Tensor,
                     labels: torch.Tensor, config: RunConfig, device: torch.device,
                     epoch: int = 0, progress: bool = False, rank: int = 0, world: int = 1) -> dict:
-    """Run one pass over the training split (this rank's shard); return mean loss and accuracy."""
+    """Run one pass over the training split (this rank's shard); return mean loss and accuracy.
+
+    A loss that turns NaN or infinite stops training with a CaseStudyError naming the first
+    such step, before anything of this epoch is saved. It is noticed at the end of the epoch,
+    so that no step waits for the GPU to report its loss.
+    """
     model.train()
     crop = config.train_crop or images.shape[-1]
     total_loss = torch.zeros((), device=device)  # summed on the device: no sync per step
     correct = torch.zeros((), device=device, dtype=torch.long)
     order = feed.epoch_order(len(images), config.seed, epoch, rank=rank, world=world)
     batch_size = max(1, config.batch_size // world)
-    steps = tqdm(feed.batches(images, labels, order, batch_size, device), total=-(-len(order) // batch_size),
+    n_steps = -(-len(order) // batch_size)
+    first_bad = torch.tensor(n_steps, device=device)  # first step with a non-finite loss, if any
+    bad_loss = torch.zeros((), device=device)
+    steps = tqdm(feed.batches(images, labels, order, batch_size, device), total=n_steps,
                  desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False, disable=not progress)
-    for images_u8, y in steps:
+    for step, (images_u8, y) in enumerate(steps):
         x = augment(to_unit(images_u8, device), crop, config.crop_padding, config.jitter,
                     config.flip, config.padding_mode, config.scale_min)
         with autocast(device):
@@ -110,9 +117,20 @@ def train_one_epoch(model: nn.Module, optimizer, scheduler, images: torch.Tensor
         scheduler.step()
         total_loss += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
+        newly_bad = ~torch.isfinite(loss.detach()) & (first_bad == n_steps)
+        bad_loss = torch.where(newly_bad, loss.detach().float(), bad_loss)
+        first_bad = torch.where(newly_bad, step, first_bad)
     sums = torch.stack([total_loss.float(), correct.float(), torch.tensor(float(len(order)), device=device)])
     if world > 1:
         torch.distributed.all_reduce(sums)
+        torch.distributed.all_reduce(first_bad, op=torch.distributed.ReduceOp.MIN)
+    if first_bad.item() < n_steps:
+        value = bad_loss.item()  # 0 on a rank that saw only finite losses
+        kept = f"{config.run_dir / LAST} keeps epoch {epoch}" if epoch else "nothing was saved"
+        raise CaseStudyError(
+            f"the training loss became {value if not math.isfinite(value) else 'NaN or infinite'} at "
+            f"epoch {epoch + 1}, step {first_bad.item() + 1} of {n_steps}; training stopped ({kept}): "
+            f"lower --lr (now {scaled_lr(config):g}) or check the data, then train again with --overwrite")
     loss_sum, n_correct, seen = sums.tolist()
     return {"loss": loss_sum / seen, "acc": n_correct / seen}
 
@@ -155,9 +173,8 @@ def make_optimizer(model: nn.Module, config: RunConfig, steps: int, device: torc
 
 def save_checkpoint(path: Path, **state) -> None:
     """Write a checkpoint atomically: an interrupted save never replaces a good file."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with data.atomic_write(path) as file:
+        torch.save(state, file)
 
 
 def load_data(config: RunConfig, progress: bool = True):
@@ -210,17 +227,21 @@ def fit(config: RunConfig, resume: bool, overwrite: bool, progress: bool, rank: 
     optimizer, scheduler = make_optimizer(net, config, steps_per_epoch * config.epochs, device)
     history, start, best_acc = [], 0, -1.0
     if resume:
-        last = torch.load(run_dir / LAST, map_location="cpu", weights_only=False)
+        last = read_last(run_dir)
         net.load_state_dict(last["model"])
         optimizer.load_state_dict(last["optimizer"])
         scheduler.load_state_dict(last["scheduler"])
         history, start, best_acc = last["history"], last["epoch"] + 1, last["best_val_acc"]
-        set_rng_state(last["rng"])
+        states = last.get("rng_ranks") or [last["rng"]]  # each rank continues its own generators
+        set_rng_state(states[rank] if rank < len(states) else states[0])
         if main:
             print(f"resuming {run_dir} at epoch {start + 1}/{config.epochs}")
+            write_history(history, run_dir, config.data)  # history.csv matches last.pt again
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
+        for partial in (*run_dir.glob(f".{BEST}.*.tmp"), *run_dir.glob(f".{LAST}.*.tmp")):
+            partial.unlink()  # a save that a kill interrupted (see data.atomic_write)
     epochs = tqdm(range(start, config.epochs), desc="train", unit="epoch", disable=not progress,
                   initial=start, total=config.epochs)
     for epoch in epochs:
@@ -231,11 +252,12 @@ def fit(config: RunConfig, resume: bool, overwrite: bool, progress: bool, rank: 
                         "val_loss": val["loss"], "val_acc": val["acc"],
                         "lr": scheduler.get_last_lr()[0]})
         epochs.set_postfix(train_acc=f"{trained['acc']:.3f}", val_acc=f"{val['acc']:.3f}")
+        rngs = rng_states(world)
         if not main:
             continue
         state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "epoch": epoch, "config": config.to_dict(),
-                 "history": history, "rng": rng_state()}
+                 "history": history, "rng": rngs[0], "rng_ranks": rngs}
         if val["acc"] > best_acc:
             best_acc = val["acc"]
             save_checkpoint(run_dir / BEST, **state, best_val_acc=best_acc)
@@ -266,8 +288,16 @@ def resumed_config(config: RunConfig) -> RunConfig:
     last = config.run_dir / LAST
     if not last.is_file():
         raise CaseStudyError(f"nothing to resume: {last} does not exist; train without --resume")
-    saved = torch.load(last, map_location="cpu", weights_only=False)["config"]
+    saved = read_last(config.run_dir)["config"]
     return from_dict({**saved, "runs_root": config.runs_root, "name": config.name})
+
+
+def read_last(run_dir: Path) -> dict:
+    """Read runs/<name>/last.pt, everything a resumed run needs."""
+    return read_checkpoint(run_dir / LAST, f"it cannot be resumed: train afresh with `casestudy train "
+                                           f"--name {run_dir.name} --overwrite`",
+                           keys=("model", "optimizer", "scheduler", "epoch", "config", "history",
+                                 "rng", "best_val_acc"))
 
 
 def write_history(history: list[dict], run_dir: Path, data_name: str) -> None:

@@ -39,3 +39,14 @@ def shared_sample() -> Path:
     if not SHARED_SAMPLE.is_dir():
         pytest.skip(f"the real sample {SHARED_SAMPLE} is absent (it sits in ../shared beside the repo)")
     return SHARED_SAMPLE
+
+
+@pytest.fixture
+def one_thread():
+    """Bitwise-repeatable CPU kernels for the duration of one test."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -36,7 +36,7 @@ def test_broken_and_non_image_files_are_listed_with_a_reason_and_excluded(tiny_f
     index = data.index_folder(tiny_folder, progress=False)
     bad = index.set_index(index.path.str.rsplit("/", n=1).str[-1])
     assert bad.loc["notes.txt", "status"].startswith("excluded: not an image")
-    assert bad.loc["empty.png", "status"].startswith("excluded: unreadable")
+    assert bad.loc["empty.png", "status"] == "excluded: empty file"
     assert bad.loc["truncated.png", "status"].startswith("excluded: unreadable")
     assert (bad.loc[["notes.txt", "empty.png", "truncated.png"], "split"] == "").all()
     assert (index[index.status == "ok"].split != "").all()
@@ -174,9 +174,11 @@ def test_the_index_follows_the_folder_when_files_are_added(tiny_folder, tmp_path
 def test_max_per_class_keeps_a_seeded_subset_of_each_class(tmp_path):
     root = make_folder(tmp_path / "d", per_class=30, size=8)
     index = data.index_folder(root, seed=0, max_per_class=10, progress=False)
-    assert index.groupby("label").size().tolist() == [10, 10]
+    used = index[index.split != ""]
+    assert used.groupby("label").size().tolist() == [10, 10]
+    assert data.tally(index) == {"found": 60, "used": 20, "skipped": {"not sampled": 40}}
     again = data.index_folder(root, seed=0, max_per_class=10, progress=False)
-    assert sorted(index.path) == sorted(again.path)
+    assert sorted(used.path) == sorted(again[again.split != ""].path)
 
 
 def test_data_cache_decodes_every_split_once_and_rebuilds_on_change(tiny_folder, tmp_path):

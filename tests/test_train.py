@@ -103,15 +103,6 @@ def test_training_writes_checkpoints_history_and_curves(config):
     assert saved["best_val_acc"] == history.val_acc.max()
 
 
-@pytest.fixture
-def one_thread():
-    """Bitwise-repeatable CPU kernels for the duration of one test."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_resume_after_an_interruption_matches_an_uninterrupted_run(config, monkeypatch, one_thread):
     uninterrupted = RunConfig(**{**config.to_dict(), "name": "full"})
     train.train(uninterrupted, progress=False)
