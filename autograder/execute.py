@@ -37,11 +37,20 @@ class GuardedExecute(Execute):
             cell.outputs = [died(f"not run: {self._dead}")]
             return cell, resources
         try:
-            return super().preprocess_cell(cell, resources, index)
+            cell, resources = super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
             self._dead = f"the kernel died in cell {index}"
-            cell.outputs.append(died("the kernel died (out of memory or CPU time, or killed)"))
+            cell.outputs.append(died(f"{self._dead} (out of memory or CPU time, or killed)"))
             return cell, resources
+        timed_out = any(out.get("ename") == "CellTimeoutError" for out in cell.get("outputs", []))
+        if timed_out and not self.responsive():  # else every later cell would wait its timeout
+            self._dead = f"the kernel stopped responding after cell {index}"
+        return cell, resources
+
+    def responsive(self) -> bool:
+        """Whether the kernel, interrupted after a timeout, runs an empty cell in time."""
+        reply = self.wait_for_reply(self.kc.execute("", silent=True, store_history=False))
+        return bool(reply) and reply["content"].get("status") == "ok"
 
     def output(self, outs, msg, display_id, cell_index):
         content = msg["content"]

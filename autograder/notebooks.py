@@ -84,12 +84,12 @@ def tampered(submitted: nbformat.NotebookNode, released: nbformat.NotebookNode,
     for cell in filter(is_test, released.cells):
         grade_id = cell.metadata["nbgrader"]["grade_id"]
         mine = theirs.get(grade_id)
-        if mine is None:
-            found.append(f"{grade_id} (deleted)")
-        elif mine.source not in (cell.source, original.get(grade_id)):
-            found.append(f"{grade_id} (edited)")
-        elif mine.metadata["nbgrader"].get("points") != cell.metadata["nbgrader"].get("points"):
-            found.append(f"{grade_id} (points {mine.metadata['nbgrader'].get('points')})")
+        points = mine.metadata["nbgrader"].get("points") if mine else None
+        changes = (["deleted"] if mine is None else
+                   (["edited"] if mine.source not in (cell.source, original.get(grade_id)) else [])
+                   + ([f"points {points}"] if points != cell.metadata["nbgrader"].get("points") else []))
+        if changes:
+            found.append(f"{grade_id} ({', '.join(changes)})")
     return found
 
 
@@ -110,10 +110,11 @@ def incidents(nb: nbformat.NotebookNode) -> list[str]:
                 found.append(f"cell {i} output truncated")
             elif out.output_type != "error":
                 continue
+            elif out.ename == DIED and out.evalue.startswith("not run: "):
+                found.append(f"later cells {out.evalue}")
+                return found
             elif out.ename == DIED:
                 found.append(out.evalue)
-                if out.evalue.startswith("not run"):
-                    break
             elif out.ename == "CellTimeoutError":
                 found.append(f"cell {i} timed out")
             elif out.ename == "MemoryError":
@@ -122,6 +123,4 @@ def incidents(nb: nbformat.NotebookNode) -> list[str]:
                 found.append(f"cell {i} hit the process limit")
             elif any(b in text for b in BLOCKED):
                 found.append(f"cell {i} blocked ({text[:80]})")
-        if found and found[-1].startswith("not run"):
-            break
     return found
