@@ -8,6 +8,7 @@ from pathlib import Path
 
 from autograder import GradingError
 from autograder.course import DEFAULT_TIMEOUT, EXERCISES
+from autograder.sandbox import Sandbox
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +27,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="nbgrader's course folder: gradebook.db, grades.csv, feedback/ (default: grading)")
     gra.add_argument("--jobs", type=int, default=1, help="notebooks graded at once (default 1)")
     gra.add_argument("--assignment", action="append", help="only this assignment (repeatable)")
+    box = Sandbox()
+    gra.add_argument("--require-sandbox", action="store_true",
+                     help="refuse to grade where bubblewrap cannot sandbox the students' code "
+                          "(default: grade unsandboxed, with a warning)")
+    gra.add_argument("--memory-mb", type=int, default=box.memory_mb,
+                     help=f"memory of each student's kernel, MB (default {box.memory_mb})")
+    gra.add_argument("--cpu-seconds", type=int, default=box.cpu_seconds,
+                     help=f"CPU time of each student's kernel (default {box.cpu_seconds})")
+    gra.add_argument("--max-output-mb", type=float, default=2,
+                     help="output kept per cell, MB; more is cut (default 2)")
     chk = sub.add_parser("check", help="run a notebook and show its visible-test score")
     chk.add_argument("notebook", type=Path)
     for p in (rel, gra, chk):
@@ -44,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "grade":
             from autograder.grade import grade
 
-            grade(args.submissions, args.out, args.timeout, max(1, args.jobs), only=args.assignment)
+            box = Sandbox(memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds)
+            grade(args.submissions, args.out, args.timeout, max(1, args.jobs), only=args.assignment,
+                  box=box, require_sandbox=args.require_sandbox, max_output_mb=args.max_output_mb)
         else:
             from autograder.check import check
 

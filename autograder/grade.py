@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import ctypes
 import os
 import shutil
+import signal
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -15,7 +18,8 @@ from tqdm import tqdm
 
 from autograder import GradingError
 from autograder.course import SOLUTIONS, api, assignments, first_line, nbgrader_config
-from autograder.notebooks import read_notebook
+from autograder.notebooks import incidents, read_notebook, tampered
+from autograder.sandbox import Sandbox, unavailable
 from autograder.submissions import Student, collect
 
 FIXED = ["student", "assignment", "status"]
@@ -64,26 +68,58 @@ def stage(student: Student, name: str, out: Path) -> str | None:
     return None
 
 
-def autograde_one(out: str, timeout: int, student: str, name: str) -> tuple[str, float]:
+SLOT = 0  # this worker process's number: its kernels run as their own uid (sandbox.UID + SLOT)
+
+
+def start_worker(counter) -> None:
+    """In each worker: take a slot number, and die with the grading process (even on SIGKILL)."""
+    global SLOT
+    with counter.get_lock():
+        SLOT, counter.value = counter.value, counter.value + 1
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def autograde_one(out: str, timeout: int, student: str, name: str, box: Sandbox,
+                  max_output_mb: float) -> tuple[str, float]:
     """Autograde and write feedback for one notebook (in a worker process); return (status, s)."""
     start = time.perf_counter()
-    grader = api(nbgrader_config(Path(out), timeout))
+    box = replace(box, uid=box.uid + SLOT)
+    grader = api(nbgrader_config(Path(out), timeout, sandbox=box, max_output_mb=max_output_mb))
     result = grader.autograde(name, student, force=True, create=True)
     if not result["success"]:
         return f"failed: {first_line(result.get('log'), result.get('error'))}", time.perf_counter() - start
+    notes = report(Path(out), student, name) + ([] if box.enabled else ["not sandboxed"])
     feedback = grader.generate_feedback(name, student, force=True)
-    status = "graded" if feedback["success"] else "graded (no feedback: " + first_line(
-        feedback.get("log"), feedback.get("error")) + ")"
-    return status, time.perf_counter() - start
+    if not feedback["success"]:
+        notes.append("no feedback: " + first_line(feedback.get("log"), feedback.get("error")))
+    return "; ".join(["graded", *notes]), time.perf_counter() - start
 
 
-def run_all(out: Path, timeout: int, jobs: int, todo: list[tuple[str, str]]) -> dict:
+def report(out: Path, student: str, name: str) -> list[str]:
+    """What the instructor should know about a graded notebook: restored tests, incidents."""
+    try:
+        submitted = read_notebook(out / "submitted" / student / name / f"{name}.ipynb")
+        released = read_notebook(out / "release" / name / f"{name}.ipynb")
+        source = read_notebook(out / "source" / name / f"{name}.ipynb")
+        graded = read_notebook(out / "autograded" / student / name / f"{name}.ipynb")
+    except GradingError as err:
+        return [str(err)]
+    restored = tampered(submitted, released, source)
+    return ([f"tests restored: {', '.join(restored)}"] if restored else []) + incidents(graded)
+
+
+def run_all(out: Path, timeout: int, jobs: int, todo: list[tuple[str, str]], box: Sandbox,
+            max_output_mb: float) -> dict:
     """Autograde every (student, assignment); one failure never stops the rest."""
     done = {}
     if jobs > 1:  # kernels share the cores: more threads each would only fight (OpenMP spins)
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(autograde_one, str(out), timeout, s, a): (s, a) for s, a in todo}
+    context = get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=start_worker,
+                             initargs=(context.Value("i", 0),)) as pool:
+        futures = {pool.submit(autograde_one, str(out), timeout, s, a, box, max_output_mb): (s, a)
+                   for s, a in todo}
         for future in tqdm(futures, desc="autograde", unit="notebook", disable=not todo):
             try:
                 done[futures[future]] = future.result()
@@ -136,11 +172,24 @@ def write_csv(rows: list[dict], parts: list[str], path: Path) -> Path:
     return path
 
 
+def sandbox_for(box: Sandbox, require: bool, out: Path, submissions: Path) -> Sandbox:
+    """The sandbox to grade in, hiding OUT and SUBMISSIONS; warn, or refuse, where there is none."""
+    reason = unavailable()
+    if reason and require:
+        raise GradingError(f"cannot sandbox the students' code: {reason}; fix that or drop --require-sandbox")
+    if reason:
+        print(f"WARNING: students' code runs UNSANDBOXED, with your files and network: {reason}; "
+              f"--require-sandbox refuses instead", file=sys.stderr)
+    return replace(box, enabled=not reason, hidden=[str(out.resolve()), str(submissions.resolve())])
+
+
 def grade(submissions: Path, out: Path, timeout: int, jobs: int = 1,
-          only: list[str] | None = None) -> Path:
+          only: list[str] | None = None, box: Sandbox | None = None, require_sandbox: bool = False,
+          max_output_mb: float = 2) -> Path:
     """Grade every submission in SUBMISSIONS into OUT; return the path of grades.csv."""
     if not submissions.is_dir():
         raise GradingError(f"{submissions} is not a folder: give the folder of the class's submissions")
+    box = sandbox_for(box or Sandbox(), require_sandbox, out, submissions)
     names = only or assignments()
     out.mkdir(parents=True, exist_ok=True)
     prepare_course(out, names, timeout)
@@ -158,7 +207,7 @@ def grade(submissions: Path, out: Path, timeout: int, jobs: int = 1,
                 todo.append((student.student, name))
             elif problem != "missing":
                 print(f"not graded: {student.student} {name}: {problem}")
-    done = run_all(out, timeout, jobs, todo)
+    done = run_all(out, timeout, jobs, todo, box, max_output_mb)
     for o in outcomes:
         if (o.student, o.assignment) in done:
             o.status, o.seconds = done[(o.student, o.assignment)]

@@ -1,0 +1,194 @@
+"""Run each student's kernel in a bubblewrap sandbox.
+
+The kernel sees the system read-only, its own working folder (nbgrader's
+autograded/<student>/<assignment>/) as the only writable place, a private /tmp and $HOME, no
+network, and none of: solutions/, the grading folder (gradebook, other students' work,
+feedback), the class's submissions, the instructor's home. limits.py then caps its memory, CPU
+time, processes and file size and, when grading runs as root, drops to an unprivileged uid (root
+ignores the process limit). The kernel talks to nbgrader over Unix sockets in a private folder
+bound into the sandbox, since it has no network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zmq
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import Instance
+
+from autograder.course import REPO
+
+LIMITS = Path(__file__).with_name("limits.py")
+UID = 61000  # + the worker's slot: each concurrent kernel counts its processes apart
+MAX_MESSAGE = 64 * 2**20  # a larger kernel message is dropped unread
+ENV = ("PATH", "LANG", "LC_", "TZ", "PYTHON", "OMP_", "MKL_", "OPENBLAS_", "CASESTUDY_", "JPY_",
+       "MPLBACKEND", "NBGRADER_", "PYDEVD_")  # what the kernel inherits: no tokens or keys
+
+
+@dataclass
+class Sandbox:
+    """How student kernels are confined (enabled=False: as the instructor, unconfined)."""
+
+    enabled: bool = True
+    hidden: list[str] = field(default_factory=list)  # more folders the kernel must not see
+    memory_mb: int = 4096
+    cpu_seconds: int = 3600
+    procs: int = 256
+    file_mb: int = 1024
+    tmp_mb: int = 512
+    uid: int = UID
+
+
+def unavailable() -> str | None:
+    """Why student kernels cannot be sandboxed on this machine, or None when they can."""
+    if shutil.which("bwrap") is None:
+        return "bubblewrap is not installed (apt-get install bubblewrap)"
+    with tempfile.TemporaryDirectory(prefix="ag-") as tmp:
+        box = Sandbox()
+        prepare(Path(tmp), box.uid)
+        cmd = command(Path(tmp), Path(tmp), box, [sys.executable, "-c", "import zmq"])
+        try:
+            run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            return f"bubblewrap does not start ({err})"
+    if run.returncode:
+        lines = (run.stderr or run.stdout).strip().splitlines() or [f"exit status {run.returncode}"]
+        return f"bubblewrap does not run here ({lines[-1][:200]})"
+    return None
+
+
+def prepare(folder: Path, uid: int) -> None:
+    """Let the kernel's uid write its folder (only when running as root)."""
+    if os.getuid() != 0:
+        return
+    for path in [folder, *folder.rglob("*")]:
+        os.lchown(path, uid, uid)
+
+
+def reap(uid: int, wait: float = 30) -> None:
+    """Kill what is left of the last kernel that ran as uid (a fork bomb's children die with
+    their pid namespace, but not at once), so that its processes do not count against the next."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        left = [int(p.name) for p in Path("/proc").glob("[0-9]*") if owner(p) == uid]
+        if not left:
+            return
+        for pid in left:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+
+
+def owner(proc: Path) -> int | None:
+    try:
+        return proc.stat().st_uid
+    except OSError:
+        return None
+
+
+def below(path: Path, roots: list[Path]) -> Path | None:
+    return next((r for r in roots if path != r and path.is_relative_to(r)), None)
+
+
+def mkdirs(path: Path, root: Path) -> list[str]:
+    """bwrap arguments creating path's missing parents inside the tmpfs at root, world-readable."""
+    parents = [p for p in reversed(path.parents) if p != root and p.is_relative_to(root)]
+    return [arg for p in parents for arg in ("--perms", "0755", "--dir", str(p))]
+
+
+def command(workdir: Path, runtime: Path, box: Sandbox, argv: list[str]) -> list[str]:
+    """The bwrap command line that runs argv confined, in workdir."""
+    tmp = sorted({Path("/tmp"), Path(tempfile.gettempdir()).resolve()})
+    home = Path.home().resolve()
+    cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+           "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+           "--die-with-parent", "--new-session"]
+    if os.getuid() != 0:
+        cmd += ["--unshare-user", "--disable-userns"]
+    cmd += ["--tmpfs", str(home)]
+    for t in tmp + [Path("/dev/shm")]:
+        cmd += ["--perms", "1777", "--size", str(box.tmp_mb * 2**20), "--tmpfs", str(t)]
+    covered = [home, *tmp]
+    keep = {Path(p).resolve() for p in [sys.prefix, sys.base_prefix, REPO, *sys.path[1:]]
+            if p and Path(p).is_dir()}
+    kept = []
+    for path in sorted(keep):  # Python, its packages and the course's code, where hidden above
+        root = below(path, covered)
+        if root and not below(path, kept):
+            cmd += mkdirs(path, root) + ["--ro-bind", str(path), str(path)]
+            kept.append(path)
+    secret = [REPO / "solutions", REPO / ".nbgrader", *map(Path, box.hidden)]
+    for path in sorted({p.resolve() for p in secret if p.exists()}):
+        if not below(path, covered) or below(path, kept):
+            cmd += ["--tmpfs", str(path)]
+            covered.append(path)
+    for path in (workdir.resolve(), runtime.resolve()):
+        root = below(path, covered)
+        cmd += (mkdirs(path, root) if root else []) + ["--bind", str(path), str(path)]
+    cmd += ["--chdir", str(workdir.resolve()), "--setenv", "HOME", str(tmp[0]),
+            "--setenv", "TMPDIR", str(tmp[0]),
+            "--setenv", "JPY_PARENT_PID", "1",  # the real one is not in our pid namespace
+            "--", sys.executable, str(LIMITS),
+            "--memory-mb", str(box.memory_mb), "--cpu-seconds", str(box.cpu_seconds),
+            "--procs", str(box.procs), "--file-mb", str(box.file_mb), "--uid", str(box.uid), "--"]
+    return cmd + argv
+
+
+def clean_env(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k.startswith(ENV)}
+
+
+class SandboxKernelManager(AsyncKernelManager):
+    """A kernel manager that starts the kernel confined, reached over Unix sockets."""
+
+    sandbox = Instance(Sandbox, args=(), config=True)
+
+    def _context_default(self) -> zmq.asyncio.Context:
+        self._created_context = True
+        context = zmq.asyncio.Context()
+        context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)  # a print of gigabytes never reaches us
+        return context
+
+    @property
+    def kernel_spec(self):
+        spec = super().kernel_spec
+        if spec is not None and self.sandbox.enabled:
+            spec.interrupt_mode = "message"  # a signal would not cross bwrap's new session
+        return spec
+
+    async def _async_pre_start_kernel(self, **kw):
+        if self.sandbox.enabled and not self.connection_file:
+            self.transport = "ipc"
+            runtime = Path(tempfile.mkdtemp(prefix="ag-"))  # short: socket paths must be < 108 bytes
+            self.connection_file = str(runtime / "kernel.json")
+            self.ip = str(runtime / "k")
+        return await super()._async_pre_start_kernel(**kw)
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
+        if self.sandbox.enabled:
+            workdir, runtime = Path(kw.get("cwd") or os.getcwd()), Path(self.connection_file).parent
+            if os.getuid() == 0:
+                reap(self.sandbox.uid)
+            prepare(workdir, self.sandbox.uid)
+            prepare(runtime, self.sandbox.uid)
+            kw["env"] = clean_env(kw.get("env") or dict(os.environ))
+            kw["stdout"] = kw["stderr"] = subprocess.DEVNULL  # the student's, not the instructor's
+            kernel_cmd = command(workdir, runtime, self.sandbox, kernel_cmd)
+        await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
+        if self.sandbox.enabled and not restart and self.connection_file:
+            shutil.rmtree(Path(self.connection_file).parent, ignore_errors=True)
+
+    cleanup_resources = _async_cleanup_resources
