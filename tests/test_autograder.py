@@ -137,7 +137,7 @@ def graded(tmp_path_factory):
     cell(cheat, "test_label_of").metadata.nbgrader.points = 100
     save(cheat, subs / "cheat" / FIRST / f"{FIRST}.ipynb")
     out = root / "grading"
-    code = main(["grade", str(subs), "--out", str(out), "--timeout", "20", "--jobs", "2"])
+    code = main(["grade", str(subs), "--out", str(out), "--timeout", "60", "--jobs", "2"])
     with (out / "grades.csv").open() as f:
         rows = {(r["student"], r["assignment"]): r for r in csv.DictReader(f)}
     return code, out, rows
