@@ -31,7 +31,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from casestudy import data, embed, explain, feed, train
+from casestudy import data, embed, explain, feed, files, train
 from casestudy.config import RunConfig
 from casestudy.evaluate import predict
 from casestudy.model import build_model, normalize
@@ -65,7 +65,7 @@ def make_course_like(folder: Path, per_class: int) -> Path:
             if not target.exists():
                 source = str(sources[i % len(sources)]) if sources else None
                 jobs.append((source, str(target), i + (0 if name == "real" else 10**6)))
-    list(data.parallel_map(write_png, jobs, "write 1024 px PNGs", "img"))
+    list(files.parallel_map(write_png, jobs, "write 1024 px PNGs", "img"))
     return folder
 
 

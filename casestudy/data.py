@@ -6,23 +6,18 @@ sorted folder names (torchvision's ImageFolder would number "fake" 0 and "real" 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
-import os
 import shutil
 import time
-import uuid
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
 
 from casestudy import CaseStudyError
+from casestudy.files import atomic_write, parallel_map, write_csv
 
 LABELS = {"real": 0, "fake": 1}
 CLASS_NAMES = ["real", "fake"]  # index = label
@@ -206,47 +201,6 @@ def check_leakage(index: pd.DataFrame) -> None:
                              f"split, e.g. {example}; rebuild the index with `casestudy data index`")
 
 
-@contextlib.contextmanager
-def atomic_write(path: Path, mode: str = "wb"):
-    """Open a temporary file beside path; once written and on disk, rename it to path.
-
-    The temporary name is unique to this writer, so two processes never share one, and the
-    data is fsynced before the rename: a kill or a crash at any moment leaves the old file
-    or the new one, never half of one. On an error the temporary file is removed.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, mode.replace("w", "x"), **({} if "b" in mode else {"newline": ""})) as file:
-            yield file
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)  # the rename itself reaches the disk
-    finally:
-        os.close(folder)
-
-
-def write_csv(table: pd.DataFrame, path: Path) -> Path:
-    """Write a table atomically (atomic_write: never a half-written file)."""
-    with atomic_write(path, "w") as file:
-        table.to_csv(file, index=False)
-    return Path(path)
-
-
-def write_json(values: dict, path: Path) -> Path:
-    """Write JSON atomically, like write_csv."""
-    with atomic_write(path, "w") as file:
-        file.write(json.dumps(values, indent=1))
-    return Path(path)
-
-
 def save_index(index: pd.DataFrame, path: Path) -> Path:
     """Write index.csv atomically."""
     return write_csv(index, path)
@@ -355,21 +309,6 @@ def decode(path: str, size: int) -> np.ndarray:
     if img.size != (size, size):
         img = img.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=None)
     return np.asarray(img, np.uint8).transpose(2, 0, 1).copy()
-
-
-def parallel_map(fn, items: list, desc: str, unit: str, progress: bool = True, workers: int = 0):
-    """Yield fn(item) for every item, in order, computed over all cores, with a progress bar."""
-    workers = workers or os.cpu_count() or 1
-    with tqdm(total=len(items), desc=desc, unit=unit, disable=not progress) as bar:
-        if workers == 1 or len(items) < 64:
-            for item in items:
-                yield fn(item)
-                bar.update()
-            return
-        with ProcessPoolExecutor(workers) as pool:
-            for result in pool.map(fn, items, chunksize=16):
-                yield result
-                bar.update()
 
 
 def _decode_one(job):

@@ -22,7 +22,7 @@ from sklearn.model_selection import StratifiedKFold, cross_validate, train_test_
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from casestudy import CaseStudyError, data
+from casestudy import CaseStudyError, data, files
 
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 weights of R, G, B
 RADIAL_BINS = 64  # bins from DC to the Nyquist frequency; the corners add about 27 more
@@ -148,7 +148,7 @@ def compute_features(paths: list[str], progress: bool = True, workers: int = 0):
     {path: reason} of the files that could not be read).
     """
     rows, spectra, skipped = [], [], {}
-    measured = data.parallel_map(_features_of_file, paths, "eda features", "img", progress, workers)
+    measured = files.parallel_map(_features_of_file, paths, "eda features", "img", progress, workers)
     for path, feats in zip(paths, measured):
         if "error" in feats:
             skipped[path] = feats["error"]
@@ -268,10 +268,10 @@ def run_eda(config, progress: bool = True) -> dict:
     summary["answers"] = answers(summary)
     out = config.run_dir
     psd = pd.DataFrame(spectra, columns=[f"log10_power_f{f:.4f}" for f in radial_frequencies()])
-    data.write_csv(pd.concat([table, psd], axis=1), out / "eda.csv")
+    files.write_csv(pd.concat([table, psd], axis=1), out / "eda.csv")
     eda_plots.plot_all(table, spectra, summary, config, out / "figures")
     summary["seconds"] = round(time.perf_counter() - started, 2)
-    data.write_json(summary, out / "eda_summary.json")
+    files.write_json(summary, out / "eda_summary.json")
     return summary
 
 

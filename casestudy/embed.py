@@ -14,7 +14,7 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from torch import nn
 
-from casestudy import CaseStudyError, data, feed, plots
+from casestudy import CaseStudyError, data, feed, files, plots
 from casestudy.config import RunConfig
 from casestudy.data import CLASS_NAMES
 from casestudy.model import load_checkpoint, penultimate
@@ -78,7 +78,7 @@ def run_tsne(config: RunConfig, progress: bool = True) -> Path:
     points = tsne_2d(embeddings, config.tsne_perplexity, config.seed)
     labels = labels.numpy()
     out = config.run_dir / "embeddings.npz"
-    with data.atomic_write(out) as file:
+    with files.atomic_write(out) as file:
         np.savez_compressed(file, embeddings=embeddings, tsne=points, labels=labels, p_fake=p_fake,
                             paths=np.array(paths))
     plot_tsne(points, labels, p_fake, config.run_dir / "figures" / "tsne.png",

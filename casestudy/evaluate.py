@@ -18,7 +18,7 @@ from sklearn import metrics as skm
 from torch import nn
 from tqdm import tqdm
 
-from casestudy import CaseStudyError, data, feed, plots
+from casestudy import CaseStudyError, data, feed, files, plots
 from casestudy.config import RunConfig
 from casestudy.data import CLASS_NAMES
 from casestudy.model import load_checkpoint
@@ -170,9 +170,9 @@ def evaluate(config: RunConfig, eval_data: str | None = None, progress: bool = T
 
 
 def write_outputs(out_dir: Path, result: dict, paths, labels, p_fake) -> None:
-    data.write_csv(pd.DataFrame({"path": paths, "label": labels, "p_fake": p_fake}),
+    files.write_csv(pd.DataFrame({"path": paths, "label": labels, "p_fake": p_fake}),
                    out_dir / "predictions.csv")
-    data.write_json(result, out_dir / "metrics.json")
+    files.write_json(result, out_dir / "metrics.json")
 
 
 def load_metrics(run_dir: Path) -> dict:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import matplotlib
 
+from casestudy.files import atomic_write
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -19,8 +21,6 @@ def data_tag(data: str) -> str:
 
 def save(fig, path: Path) -> Path:
     """Write a figure atomically as PNG and close it."""
-    from casestudy.data import atomic_write
-
     with atomic_write(path) as file:
         fig.savefig(file, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)

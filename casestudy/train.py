@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torchvision.ops import roi_align
 from tqdm import tqdm
 
-from casestudy import CaseStudyError, data, feed, plots
+from casestudy import CaseStudyError, data, feed, files, plots
 from casestudy.config import RunConfig, from_dict, save_config
 from casestudy.model import build_model, normalize, read_checkpoint, to_unit
 from casestudy.runtime import (
@@ -173,7 +173,7 @@ def make_optimizer(model: nn.Module, config: RunConfig, steps: int, device: torc
 
 def save_checkpoint(path: Path, **state) -> None:
     """Write a checkpoint atomically: an interrupted save never replaces a good file."""
-    with data.atomic_write(path) as file:
+    with files.atomic_write(path) as file:
         torch.save(state, file)
 
 
@@ -241,7 +241,7 @@ def fit(config: RunConfig, resume: bool, overwrite: bool, progress: bool, rank: 
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
         for partial in (*run_dir.glob(f".{BEST}.*.tmp"), *run_dir.glob(f".{LAST}.*.tmp")):
-            partial.unlink()  # a save that a kill interrupted (see data.atomic_write)
+            partial.unlink()  # a save that a kill interrupted (see files.atomic_write)
     epochs = tqdm(range(start, config.epochs), desc="train", unit="epoch", disable=not progress,
                   initial=start, total=config.epochs)
     for epoch in epochs:
@@ -303,7 +303,7 @@ def read_last(run_dir: Path) -> dict:
 def write_history(history: list[dict], run_dir: Path, data_name: str) -> None:
     """Save history.csv and the training-curve figure."""
     frame = pd.DataFrame(history)
-    data.write_csv(frame, run_dir / "history.csv")
+    files.write_csv(frame, run_dir / "history.csv")
     fig, (ax_loss, ax_acc) = plots.plt.subplots(1, 2, figsize=(9, 3.5))
     for split, style in (("train", "-o"), ("val", "-s")):
         ax_loss.plot(frame.epoch, frame[f"{split}_loss"], style, label=split)

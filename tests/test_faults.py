@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from casestudy import CaseStudyError, cli, data, train
+from casestudy import CaseStudyError, cli, files, train
 from casestudy.model import build_model
 
 PRESET = ["--config", "demo", "--synthetic-per-class", "20", "--synthetic-size", "32",
@@ -76,7 +76,8 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_result(tmp_path, repeatable,
     assert (cut / "history.csv").read_bytes() == (whole / "history.csv").read_bytes(), where
     for name in ("last.pt", "checkpoint.pt"):
         resumed, straight = (torch.load(run / name, weights_only=False) for run in (cut, whole))
-        assert resumed["epoch"] == straight["epoch"] == 2
+        assert resumed["epoch"] == straight["epoch"], (name, where)  # the best epoch varies by machine
+        assert name != "last.pt" or resumed["epoch"] == 2, where
         for key, value in straight["model"].items():
             assert torch.equal(resumed["model"][key], value), (name, key, where)
         assert str(resumed["optimizer"]) == str(straight["optimizer"]), where
@@ -90,7 +91,7 @@ def test_an_interrupted_write_keeps_the_old_file(tmp_path):
     target = tmp_path / "last.pt"
     target.write_bytes(b"the good checkpoint")
     with pytest.raises(RuntimeError):
-        with data.atomic_write(target) as file:
+        with files.atomic_write(target) as file:
             file.write(b"half of a new one")
             raise RuntimeError("killed")
     assert target.read_bytes() == b"the good checkpoint"
