@@ -1,17 +1,28 @@
-"""Make the embedded synthetic dataset: face-like images that differ only in how they were formed.
+"""Make the embedded synthetic dataset: face-like images that differ only in a faint trace.
 
 Book chapter 01_data. Both classes draw faces from one distribution (head, hair, eyes,
-mouth, pose, skin tone, lighting, background). A "real" image is rendered at 2x the
-final size, box-downsampled (a camera integrating light over each pixel), softened by a
-lens blur that gives it the same sharpness as a fake, and given mild sensor noise.
-A "fake" image is rendered at half the final size and enlarged by a transposed-
-convolution-style x2 upsampling whose four output phases have slightly unequal gains,
-the periodic trace GAN generators leave (Durall et al. 2020; Zhang et al. 2019).
-The trace is faint: invisible at a glance, clear in the averaged spectrum.
+mouth, pose, skin tone, lighting, background) and pass through one camera pipeline:
+rendered at 2x and box-downsampled, a random lens blur, random sensor noise, and for a
+few images a soft re-save that wipes out the finest detail. Both classes also carry a
+faint colour trace of period 2 along y (stripes); only its sign and strength differ:
+
+- real: the camera reads even and odd sensor rows (in a Bayer sensor, red/green and
+  green/blue rows) with slightly unequal gains, so even rows come out 0-10% greener;
+- fake (generator A): the generator's last stride-2 transposed convolution gives its
+  even and odd output rows unequal gains per colour channel, so even rows come out 5-10%
+  redder (Odena et al. 2016; Zhang et al. 2019), with a little of it in brightness.
+
+The colour stripes hold no brightness, so brightness, colour, sharpness and the greyscale
+spectrum do not see them; the greyscale spectrum sees only the fakes' small brightness
+share. A CNN, which sees colour and phase, learns the sign of the stripes. Generator B,
+which training never sees, up-samples by nearest neighbour and smooths: its trace is a
+checkerboard (period 2 along x + y) in other colours.
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,18 +32,46 @@ from tqdm import tqdm
 
 from casestudy import CaseStudyError
 
+VERSION = 2  # part of the stamp of a made set: a new version makes old sets be remade
+
 README = """SYNTHETIC DATA - NOT PHOTOGRAPHS OF PEOPLE.
 
-Made by `casestudy data synthetic` (seed {seed}, {per_class} images per class, {size}x{size} px).
-real/: rendered at 2x, box-downsampled, lens blur, mild sensor noise (like a camera).
-fake/: rendered at 1/2 size, enlarged by transposed-convolution-style upsampling that
-       leaves a faint periodic trace (like a GAN generator).
+Made by casestudy.synthetic (generator {generator}, seed {seed}, {per_class} images per class,
+{size}x{size} px). Both classes: the same faces, rendered at 2x, box-downsampled, random lens
+blur and sensor noise, a few re-saved softly (their traces are gone).
+real/: even rows 0-10% greener than odd rows (a camera's unequal row gains).
+fake/: {fake}
 Labels: real = 0, fake = 1.
 """
 
-UPSAMPLE_PHASE_GAIN = 0.04  # +-4% gain between the output phases of the x2 up-convolution
-SENSOR_NOISE = 0.01  # std of the sensor noise, in [0, 1] intensity units
-LENS_BLUR = 0.6  # std of the real camera's blur, in output pixels: matches a fake's sharpness
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601, as casestudy.eda
+
+
+def isoluminant(rgb) -> np.ndarray:
+    """Shift a colour direction so that it holds no luminance, and scale it to unit length."""
+    rgb = np.asarray(rgb, np.float32)
+    rgb = rgb - (LUMA @ rgb) / (LUMA @ LUMA) * LUMA
+    return (rgb / np.linalg.norm(rgb)).astype(np.float32)
+
+
+LENS_BLUR = (0.2, 0.6)  # std of the lens blur, output pixels, drawn per image
+SENSOR_NOISE = (0.5 / 255, 2.5 / 255)  # std of the sensor noise, [0, 1] units, drawn per image
+RESAVED = 0.06  # share of images (either class) re-saved softly: their trace is gone
+RESAVE_BLUR = 1.0  # std of that re-save's blur, output pixels
+# A trace's amplitude per unit brightness, drawn per image; > 0: even rows redder, < 0: greener.
+CAMERA_GAIN = (-0.10, 0.0)
+RED_GREEN = isoluminant([1.0, -0.6, 0.0])  # red against green, no brightness
+GENERATORS = {
+    # colours: the trace's colour direction; gain: its amplitude, per image; brightness:
+    # its share in luminance, per image; pattern: "rows" (-1)^y or "checker" (-1)^(x+y)
+    "A": {"colours": RED_GREEN, "gain": (0.05, 0.10), "brightness": (0.005, 0.025), "pattern": "rows",
+          "about": "even rows 5-10% redder and 0.5-2.5% brighter than odd rows "
+                   "(a transposed convolution's unequal phase gains)"},
+    "B": {"colours": isoluminant([0.3, -1.0, 1.0]), "gain": (0.05, 0.10), "brightness": (0.005, 0.025),
+          "pattern": "checker",
+          "about": "a faint cyan/red checkerboard, 0.5-2.5% of it in brightness "
+                   "(nearest-neighbour up-sampling and smoothing)"},
+}
 
 SKIN = np.array([[0.96, 0.80, 0.69], [0.87, 0.67, 0.52], [0.70, 0.50, 0.36], [0.45, 0.31, 0.22]])
 HAIR = np.array([[0.10, 0.07, 0.05], [0.35, 0.22, 0.12], [0.80, 0.65, 0.40],
@@ -124,40 +163,48 @@ def box_downsample(img: np.ndarray, factor: int) -> np.ndarray:
     return img.reshape(h // factor, factor, w // factor, factor, ch).mean(axis=(1, 3))
 
 
-def upconv2x(img: np.ndarray, phase_gain: float = UPSAMPLE_PHASE_GAIN) -> np.ndarray:
-    """Enlarge x2 like a stride-2 transposed convolution: (H, W, 3) -> (2H, 2W, 3).
-
-    The bilinear up-convolution kernel [1, 3, 3, 1] / 4 gives both output phases the same
-    total weight; here the even and odd phases get 1 + g and 1 - g along each axis, the
-    checkerboard GAN generators leave. Mean intensity is kept, so colour and brightness
-    carry no trace.
-    """
-    for axis in (0, 1):
-        img = np.moveaxis(img, axis, 0)
-        padded = np.concatenate([img[:1], img, img[-1:]])  # edge padding
-        even = 0.25 * padded[:-2] + 0.75 * padded[1:-1]
-        odd = 0.75 * padded[1:-1] + 0.25 * padded[2:]
-        out = np.empty((2 * img.shape[0], *img.shape[1:]), dtype=np.float32)
-        out[0::2], out[1::2] = even * (1 + phase_gain), odd * (1 - phase_gain)
-        img = np.moveaxis(out, 0, axis)
-    return img
+def phase_pattern(size: int, pattern: str) -> np.ndarray:
+    """+1 / -1 on the output phases of a x2 up-sampling: (size, size, 1)."""
+    y, x = np.indices((size, size))
+    parity = (x + y) % 2 if pattern == "checker" else y % 2
+    return np.where(parity == 0, 1.0, -1.0).astype(np.float32)[..., None]
 
 
-def make_image(face: dict, size: int, fake: bool, rng: np.random.Generator) -> np.ndarray:
-    """Form one image of `face`: (size, size, 3) uint8, the way a camera or a GAN would."""
+def add_trace(img: np.ndarray, colours: np.ndarray, gain: float, brightness: float,
+              pattern: str) -> np.ndarray:
+    """Add a periodic trace in the colour direction `colours` (plus `brightness` in grey),
+    its amplitude proportional to the local brightness, as a gain on the pixels would be."""
+    light = (img @ LUMA)[..., None]  # (H, W, 1)
+    return img + phase_pattern(img.shape[0], pattern) * light * (gain * colours + brightness)
+
+
+def make_image(face: dict, size: int, fake: bool, rng: np.random.Generator,
+               generator: str = "A") -> np.ndarray:
+    """Form one image of `face`: (size, size, 3) uint8, the way a camera or a generator would."""
+    img = box_downsample(render_face(face, 2 * size), 2)
+    img = gaussian_filter(img, sigma=(rng.uniform(*LENS_BLUR),) * 2 + (0,), mode="nearest")
     if fake:
-        low = box_downsample(render_face(face, size), 2)  # a clean half-size image
-        img = upconv2x(low)
+        spec = GENERATORS[generator]
+        img = add_trace(img, spec["colours"], rng.uniform(*spec["gain"]),
+                        rng.uniform(*spec["brightness"]), spec["pattern"])
     else:
-        img = box_downsample(render_face(face, 2 * size), 2)
-        img = gaussian_filter(img, sigma=(LENS_BLUR, LENS_BLUR, 0), mode="nearest")
-    img = img + rng.normal(0, SENSOR_NOISE, img.shape)
+        img = add_trace(img, RED_GREEN, rng.uniform(*CAMERA_GAIN), 0.0, "rows")
+    if rng.uniform() < RESAVED:
+        img = gaussian_filter(img, sigma=(RESAVE_BLUR, RESAVE_BLUR, 0), mode="nearest")
+    img = img + rng.normal(0, rng.uniform(*SENSOR_NOISE), img.shape)
     return np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
 
 
 def make_synthetic(out_dir: Path, per_class: int = 300, size: int = 64, seed: int = 0,
-                   progress: bool = True) -> Path:
-    """Write `per_class` real and fake images into out_dir/{real,fake}; deterministic per seed."""
+                   progress: bool = True, generator: str = "A") -> Path:
+    """Write `per_class` real and fake images into out_dir/{real,fake}; deterministic per seed.
+
+    generator "A" makes the training set; "B" (another up-sampling, which training never
+    sees) makes a set for `casestudy evaluate --eval-data`. Its real images are drawn
+    afresh too (other faces than A's for the same seed).
+    """
+    if generator not in GENERATORS:
+        raise CaseStudyError(f"no synthetic generator {generator!r}: choose one of {', '.join(GENERATORS)}")
     if size % 2 or size < 16:
         raise CaseStudyError(f"synthetic image size must be even and at least 16, not {size}")
     if per_class < 4:
@@ -165,11 +212,38 @@ def make_synthetic(out_dir: Path, per_class: int = 300, size: int = 64, seed: in
     out_dir = Path(out_dir)
     for label in ("real", "fake"):
         (out_dir / label).mkdir(parents=True, exist_ok=True)
-    (out_dir / "README.txt").write_text(README.format(seed=seed, per_class=per_class, size=size))
+    (out_dir / "README.txt").write_text(README.format(
+        generator=generator, seed=seed, per_class=per_class, size=size,
+        fake=GENERATORS[generator]["about"]))
+    stream = list(GENERATORS).index(generator)  # B's faces are not A's
     jobs = [(label, i) for i in range(per_class) for label in ("real", "fake")]
     for label, i in tqdm(jobs, desc="synthetic faces", unit="img", disable=not progress):
         # each image has its own stream: the same seed gives the same bytes, in any order
-        rng = np.random.default_rng([seed, i, label == "fake"])
-        img = make_image(sample_face(rng), size, fake=label == "fake", rng=rng)
+        rng = np.random.default_rng([seed, i, label == "fake", stream])
+        img = make_image(sample_face(rng), size, label == "fake", rng, generator)
         Image.fromarray(img).save(out_dir / label / f"{label}_{i:05d}.png")
     return out_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m casestudy.synthetic OUT --generator B`: write a synthetic set, e.g. for --eval-data."""
+    parser = argparse.ArgumentParser(prog="python -m casestudy.synthetic", description=main.__doc__)
+    parser.add_argument("out", help="folder to write real/ and fake/ into")
+    parser.add_argument("--generator", default="B", choices=sorted(GENERATORS))
+    parser.add_argument("--per-class", type=int, default=200)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        make_synthetic(Path(args.out), args.per_class, args.size, args.seed, progress=False,
+                       generator=args.generator)
+    except (CaseStudyError, OSError) as err:
+        print(f"casestudy.synthetic: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.per_class} real and {args.per_class} fake images (generator {args.generator}) "
+          f"into {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
