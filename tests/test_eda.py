@@ -143,9 +143,9 @@ def test_eda_command_on_synthetic_data(tmp_path):
     run = tmp_path / "runs" / "demo"
     summary = json.loads((run / "eda_summary.json").read_text())
     assert summary["n_images"] == {"real": 60, "fake": 60}
-    # the synthetic fakes differ only in their upsampling trace: not in brightness, but in spectrum
+    # the synthetic fakes differ only in a faint trace: not in brightness, a little in the spectrum
     assert abs(summary["features"]["luminance"]["auc"] - 0.5) < 0.15
-    assert summary["baseline"]["accuracy"] > 0.9
+    assert 0.6 < summary["baseline"]["accuracy"] < 0.95
     for name, *_ in eda_plots.FIGURES:
         assert (run / "figures" / name).is_file(), name
     assert len((run / "eda.csv").read_text().splitlines()) == 121
