@@ -9,14 +9,14 @@ faint colour trace of period 2 along y (stripes); only its sign and strength dif
 - real: the camera reads even and odd sensor rows (in a Bayer sensor, red/green and
   green/blue rows) with slightly unequal gains, so even rows come out 0-10% greener;
 - fake (generator A): the generator's last stride-2 transposed convolution gives its
-  even and odd output rows unequal gains per colour channel, so even rows come out 5-10%
-  redder (Odena et al. 2016; Zhang et al. 2019), with a little of it in brightness.
+  output phases unequal gains per colour channel, so even rows come out 5-10% redder,
+  plus a brightness checkerboard of at most 0.4% (Odena et al. 2016; Zhang et al. 2019).
 
 The colour stripes hold no brightness, so brightness, colour, sharpness and the greyscale
-spectrum do not see them; the greyscale spectrum sees only the fakes' small brightness
-share. A CNN, which sees colour and phase, learns the sign of the stripes. Generator B,
-which training never sees, up-samples by nearest neighbour and smooths: its trace is a
-checkerboard (period 2 along x + y) in other colours.
+spectrum do not see them; the greyscale spectrum sees only the fakes' faint brightness
+checkerboard (in its highest, corner frequency). A CNN, which sees colour and phase, can
+learn the sign of the stripes. Generator B, which training never sees, up-samples by
+nearest neighbour and smooths: its colour trace is a checkerboard in other colours.
 """
 
 from __future__ import annotations
@@ -61,15 +61,16 @@ RESAVE_BLUR = 1.0  # std of that re-save's blur, output pixels
 # A trace's amplitude per unit brightness, drawn per image; > 0: even rows redder, < 0: greener.
 CAMERA_GAIN = (-0.10, 0.0)
 RED_GREEN = isoluminant([1.0, -0.6, 0.0])  # red against green, no brightness
+GREY = np.ones(3, np.float32)  # brightness alone
 GENERATORS = {
-    # colours: the trace's colour direction; gain: its amplitude, per image; brightness:
-    # its share in luminance, per image; pattern: "rows" (-1)^y or "checker" (-1)^(x+y)
-    "A": {"colours": RED_GREEN, "gain": (0.05, 0.10), "brightness": (0.005, 0.025), "pattern": "rows",
-          "about": "even rows 5-10% redder and 0.5-2.5% brighter than odd rows "
+    # colours: the colour trace's direction; gain: its amplitude, drawn per image; pattern:
+    # "rows" (-1)^y or "checker" (-1)^(x+y); brightness: a brightness checkerboard's amplitude
+    "A": {"colours": RED_GREEN, "gain": (0.05, 0.10), "pattern": "rows", "brightness": (0.0, 0.004),
+          "about": "even rows 5-10% redder than odd rows, and a 0-0.4% brightness checkerboard "
                    "(a transposed convolution's unequal phase gains)"},
-    "B": {"colours": isoluminant([0.3, -1.0, 1.0]), "gain": (0.05, 0.10), "brightness": (0.005, 0.025),
-          "pattern": "checker",
-          "about": "a faint cyan/red checkerboard, 0.5-2.5% of it in brightness "
+    "B": {"colours": isoluminant([0.3, -1.0, 1.0]), "gain": (0.05, 0.10), "pattern": "checker",
+          "brightness": (0.0, 0.004),
+          "about": "a 5-10% cyan/red checkerboard, and a 0-0.4% brightness checkerboard "
                    "(nearest-neighbour up-sampling and smoothing)"},
 }
 
@@ -170,12 +171,11 @@ def phase_pattern(size: int, pattern: str) -> np.ndarray:
     return np.where(parity == 0, 1.0, -1.0).astype(np.float32)[..., None]
 
 
-def add_trace(img: np.ndarray, colours: np.ndarray, gain: float, brightness: float,
-              pattern: str) -> np.ndarray:
-    """Add a periodic trace in the colour direction `colours` (plus `brightness` in grey),
-    its amplitude proportional to the local brightness, as a gain on the pixels would be."""
+def add_trace(img: np.ndarray, colours: np.ndarray, gain: float, pattern: str) -> np.ndarray:
+    """Add a periodic trace in the colour direction `colours`, its amplitude `gain` times the
+    local brightness, as unequal gains on the pixels of each phase would give."""
     light = (img @ LUMA)[..., None]  # (H, W, 1)
-    return img + phase_pattern(img.shape[0], pattern) * light * (gain * colours + brightness)
+    return img + phase_pattern(img.shape[0], pattern) * light * gain * colours
 
 
 def make_image(face: dict, size: int, fake: bool, rng: np.random.Generator,
@@ -185,10 +185,10 @@ def make_image(face: dict, size: int, fake: bool, rng: np.random.Generator,
     img = gaussian_filter(img, sigma=(rng.uniform(*LENS_BLUR),) * 2 + (0,), mode="nearest")
     if fake:
         spec = GENERATORS[generator]
-        img = add_trace(img, spec["colours"], rng.uniform(*spec["gain"]),
-                        rng.uniform(*spec["brightness"]), spec["pattern"])
+        img = add_trace(img, spec["colours"], rng.uniform(*spec["gain"]), spec["pattern"])
+        img = add_trace(img, GREY, rng.uniform(*spec["brightness"]), "checker")
     else:
-        img = add_trace(img, RED_GREEN, rng.uniform(*CAMERA_GAIN), 0.0, "rows")
+        img = add_trace(img, RED_GREEN, rng.uniform(*CAMERA_GAIN), "rows")
     if rng.uniform() < RESAVED:
         img = gaussian_filter(img, sigma=(RESAVE_BLUR, RESAVE_BLUR, 0), mode="nearest")
     img = img + rng.normal(0, rng.uniform(*SENSOR_NOISE), img.shape)
