@@ -8,9 +8,9 @@ faint colour trace of period 2 along y (stripes); only its sign and strength dif
 
 - real: the camera reads even and odd sensor rows (in a Bayer sensor, red/green and
   green/blue rows) with slightly unequal gains, so even rows come out up to 10% greener
-  (or at most 2% redder);
+  (or at most 1% redder);
 - fake (generator A): the generator's last stride-2 transposed convolution gives its
-  output phases unequal gains per colour channel, so even rows come out 2-10% redder,
+  output phases unequal gains per colour channel, so even rows come out 3-10% redder,
   plus a brightness checkerboard of at most 0.4% (Odena et al. 2016; Zhang et al. 2019).
 
 The colour stripes hold no brightness, so brightness, colour, sharpness and the greyscale
@@ -40,7 +40,7 @@ README = """SYNTHETIC DATA - NOT PHOTOGRAPHS OF PEOPLE.
 Made by casestudy.synthetic (generator {generator}, seed {seed}, {per_class} images per class,
 {size}x{size} px). Both classes: the same faces, rendered at 2x, box-downsampled, random lens
 blur and sensor noise, a few re-saved softly (their traces are gone).
-real/: even rows up to 10% greener (at most 2% redder) than odd rows (a camera's row gains).
+real/: even rows up to 10% greener (at most 1% redder) than odd rows (a camera's row gains).
 fake/: {fake}
 Labels: real = 0, fake = 1.
 """
@@ -60,14 +60,14 @@ SENSOR_NOISE = (0.5 / 255, 2.5 / 255)  # std of the sensor noise, [0, 1] units, 
 RESAVED = 0.06  # share of images (either class) re-saved softly: their trace is gone
 RESAVE_BLUR = 1.0  # std of that re-save's blur, output pixels
 # A trace's amplitude per unit brightness, drawn per image; > 0: even rows redder, < 0: greener.
-CAMERA_GAIN = (-0.10, 0.02)
+CAMERA_GAIN = (-0.10, 0.01)
 RED_GREEN = isoluminant([1.0, -0.6, 0.0])  # red against green, no brightness
 GREY = np.ones(3, np.float32)  # brightness alone
 GENERATORS = {
     # colours: the colour trace's direction; gain: its amplitude, drawn per image; pattern:
     # "rows" (-1)^y or "checker" (-1)^(x+y); brightness: a brightness checkerboard's amplitude
-    "A": {"colours": RED_GREEN, "gain": (0.02, 0.10), "pattern": "rows", "brightness": (0.0, 0.004),
-          "about": "even rows 2-10% redder than odd rows, and a 0-0.4% brightness checkerboard "
+    "A": {"colours": RED_GREEN, "gain": (0.03, 0.10), "pattern": "rows", "brightness": (0.0, 0.004),
+          "about": "even rows 3-10% redder than odd rows, and a 0-0.4% brightness checkerboard "
                    "(a transposed convolution's unequal phase gains)"},
     "B": {"colours": isoluminant([0.3, -1.0, 1.0]), "gain": (0.05, 0.10), "pattern": "checker",
           "brightness": (0.0, 0.004),
