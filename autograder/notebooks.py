@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import os
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,104 @@ def read_notebook(path: Path) -> nbformat.NotebookNode:
         reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
         raise GradingError(f"{path.name} is not a valid notebook ({reason})") from None
     return nb
+
+
+def read_submission(path: Path, limit: int = 100 * 2**20) -> nbformat.NotebookNode:
+    """Read a student's notebook leniently (any nbformat 4 or older, duplicate or missing ids,
+    odd metadata: normalise() repairs those), never through a link; a file that is no notebook
+    at all is a GradingError."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError("not a plain file")
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise OSError(f"larger than {limit // 2**20} MB")
+        nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+        if not isinstance(nb.get("cells"), list):
+            raise ValueError("it has no cells")
+    except Exception as err:  # JSON errors, unreadable files, no notebook: all "not a notebook"
+        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise GradingError(f"{path.name} is not a valid notebook ({reason})") from None
+    return nb
+
+
+FLAGS = ("grade", "solution", "locked", "task")
+
+
+def nbgrader_meta(cell) -> dict:
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return meta if isinstance(meta, dict) else {}
+
+
+def normalise(theirs: nbformat.NotebookNode, released: nbformat.NotebookNode):
+    """The student's notebook rebuilt on the release: its cells in the release's order, with the
+    release's cell types, flags, ids, kernelspec and format; each answer cell holds the student's
+    text, each test and read-only cell the release's (a deleted test stays deleted: it scores 0),
+    the student's own cells follow the cell they followed, and a duplicate of a graded cell becomes
+    an ordinary cell that earns nothing. Return (notebook, what was restored)."""
+    by_grade_id, by_id = {}, {}
+    for i, cell in enumerate(released.cells):
+        by_grade_id.setdefault(nbgrader_meta(cell).get("grade_id"), i)
+        by_id.setdefault(cell.get("id"), i)
+    by_grade_id.pop(None, None)
+    by_id.pop(None, None)
+    matched: dict[int, nbformat.NotebookNode] = {}
+    after: dict[int, list] = {}  # release index (-1: before all) -> the student's own cells
+    order, duplicates, flags, last = [], [], [], -1
+    for cell in theirs.cells:
+        grade_id = nbgrader_meta(cell).get("grade_id")
+        i = by_grade_id.get(grade_id, by_id.get(cell.get("id")))
+        if i is not None and i not in matched:
+            matched[i] = cell
+            order.append(i)
+            last = i
+            mine, release = nbgrader_meta(cell), nbgrader_meta(released.cells[i])
+            if (any(bool(mine.get(k)) != bool(release.get(k)) for k in FLAGS)
+                    or cell.get("cell_type") != released.cells[i].cell_type):  # points: tampered()
+                flags.append(release.get("grade_id") or f"cell {i}")
+            continue
+        if grade_id is not None and i is not None:
+            duplicates.append(str(grade_id))
+        own = nbformat.from_dict({k: v for k, v in cell.items() if k != "id"})
+        own.get("metadata", {}).pop("nbgrader", None)
+        after.setdefault(last, []).append(own)
+    cells = list(after.get(-1, []))
+    for i, cell in enumerate(released.cells):
+        meta, mine = nbgrader_meta(cell), matched.get(i)
+        answer = meta.get("solution") or not meta
+        if mine is None and meta.get("grade") and not meta.get("solution"):
+            pass  # a deleted test: not restored, it scores nothing
+        elif mine is None and not meta:
+            pass  # an ordinary cell the student deleted
+        else:
+            new = nbformat.from_dict(cell)
+            if mine is not None and answer:
+                new.source = mine.get("source", "")
+            cells.append(new)
+        cells += after.get(i, [])
+    for n, cell in enumerate(cells):
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+        cell.metadata = cell.get("metadata", {})
+        if "id" not in cell or any(c.get("id") == cell.id for c in cells[:n]):
+            cell.id = f"student-{n}"
+    nb = nbformat.v4.new_notebook(cells=cells, metadata=copy.deepcopy(released.metadata))
+    nb.nbformat, nb.nbformat_minor = released.nbformat, released.nbformat_minor
+    notes = []
+    if order != sorted(order):
+        notes.append("cell order")
+    if flags:
+        notes.append(f"cell flags of {', '.join(flags)}")
+    if theirs.get("metadata", {}).get("kernelspec") != released.metadata.get("kernelspec"):
+        notes.append("kernelspec")
+    if (theirs.get("nbformat"), theirs.get("nbformat_minor")) != (released.nbformat, released.nbformat_minor):
+        notes.append("notebook format")
+    restored = [f"restored from the release: {', '.join(notes)}"] if notes else []
+    if duplicates:
+        restored.append(f"duplicated cells not graded again: {', '.join(dict.fromkeys(duplicates))}")
+    return nb, restored
 
 
 def is_test(cell) -> bool:
