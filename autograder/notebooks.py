@@ -205,9 +205,10 @@ def incidents(nb: nbformat.NotebookNode) -> list[str]:
     for i, cell in enumerate(nb.cells):
         for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
             text = f"{out.get('ename', '')}: {out.get('evalue', '')}"
-            if out.output_type == "display_data" and str(out.data.get("text/plain", "")).startswith(
-                    TRUNCATED[:30]):
-                found.append(f"cell {i} output truncated")
+            note = str(out.get("data", {}).get("text/plain", "")) if out.output_type == "display_data" else ""
+            if note.startswith(TRUNCATED[:30]):
+                found.append(f"output truncated from cell {i} on (the notebook's cap)"
+                             if note.endswith("notebook]") else f"cell {i} output truncated")
             elif out.output_type != "error":
                 continue
             elif out.ename == DIED and out.evalue.startswith("not run: "):
