@@ -201,7 +201,8 @@ def test_autograder_modules_import_no_circle():
              for p in package.glob("*.py")}
 
     def reaches(start: str, goal: str, seen: set[str]) -> bool:
-        return any(d == goal or (d not in seen and reaches(d, goal, seen | {d})) for d in graph.get(start, ()))
+        return any(d == goal or (d not in seen and reaches(d, goal, seen | {d}))
+                   for d in graph.get(start, ()))
 
     assert graph["sandbox"] == {"course"} and "execute" not in graph["course"]
     assert not [m for m in graph if reaches(m, m, set())], graph
