@@ -85,15 +85,16 @@ def stage(student: Student, name: str, out: Path) -> tuple[str | None, list[str]
         restored = tampered(theirs, released, read_notebook(out / "source" / name / f"{name}.ipynb"))
     except (KeyError, TypeError, AttributeError):  # metadata too odd to compare: normalise() repairs it
         restored = []
-    nb, repaired = normalise(theirs, released)
     folder = out / "submitted" / student.student / name
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     try:
+        nb, repaired = normalise(theirs, released)
         nbformat.validate(nb)
         nbformat.write(nb, folder / f"{name}.ipynb")
-    except Exception as err:  # a cell beyond repair
-        return f"{path.name} cannot be repaired ({str(err).splitlines()[0][:200]})", notes
+    except Exception as err:  # a notebook beyond repair: its reason, never the class's crash
+        reason = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        return f"{path.name} cannot be repaired ({reason})", notes
     return None, notes + ([f"tests restored: {', '.join(restored)}"] if restored else []) + repaired
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import stat
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from nbformat.v4.rwbase import rejoin_lines
 
 from autograder import GradingError
 from autograder.course import GRADING_VARIABLE
@@ -49,7 +51,13 @@ def read_submission(path: Path, limit: int = 100 * 2**20) -> nbformat.NotebookNo
             data = f.read(limit + 1)
         if len(data) > limit:
             raise OSError(f"larger than {limit // 2**20} MB")
-        nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+        raw = json.loads(data.decode("utf-8"))
+        if not isinstance(raw, dict):
+            raise ValueError("not a JSON object")
+        if raw.get("nbformat") == 4:  # repaired here; older formats are converted by nbformat
+            nb = rejoin_lines(nbformat.from_dict(patched(raw)))
+        else:
+            nb = nbformat.reads(data.decode("utf-8"), as_version=4)
         if not isinstance(nb.get("cells"), list):
             raise ValueError("it has no cells")
     except Exception as err:  # JSON errors, unreadable files, no notebook: all "not a notebook"
@@ -59,6 +67,28 @@ def read_submission(path: Path, limit: int = 100 * 2**20) -> nbformat.NotebookNo
 
 
 FLAGS = ("grade", "solution", "locked", "task")
+MAKE = {"markdown": nbformat.v4.new_markdown_cell, "raw": nbformat.v4.new_raw_cell}
+
+
+def own_cell(cell) -> nbformat.NotebookNode:
+    """A cell of the student's own, rebuilt from its type and text alone: never graded."""
+    source = cell.get("source", "")
+    source = "".join(map(str, source)) if isinstance(source, list) else str(source)
+    return MAKE.get(cell.get("cell_type"), nbformat.v4.new_code_cell)(source)
+
+
+def patched(raw: dict) -> dict:
+    """A version-4 notebook with every key normalise() reads present and of the right type."""
+    cells = raw.get("cells")
+    raw["cells"] = [c for c in cells if isinstance(c, dict)] if isinstance(cells, list) else []
+    raw["metadata"] = raw["metadata"] if isinstance(raw.get("metadata"), dict) else {}
+    for cell in raw["cells"]:
+        cell["metadata"] = cell["metadata"] if isinstance(cell.get("metadata"), dict) else {}
+        cell.setdefault("source", "")
+        cell.setdefault("cell_type", "code")
+        if not isinstance(cell["metadata"].get("nbgrader", {}), dict):
+            del cell["metadata"]["nbgrader"]
+    return raw
 
 
 def nbgrader_meta(cell) -> dict:
@@ -95,9 +125,7 @@ def normalise(theirs: nbformat.NotebookNode, released: nbformat.NotebookNode):
             continue
         if grade_id is not None and i is not None:
             duplicates.append(str(grade_id))
-        own = nbformat.from_dict({k: v for k, v in cell.items() if k != "id"})
-        own.get("metadata", {}).pop("nbgrader", None)
-        after.setdefault(last, []).append(own)
+        after.setdefault(last, []).append(own_cell(cell))
     cells = list(after.get(-1, []))
     for i, cell in enumerate(released.cells):
         meta, mine = nbgrader_meta(cell), matched.get(i)
