@@ -222,7 +222,7 @@ def sandbox_for(box: Sandbox, require: bool, out: Path, submissions: Path) -> Sa
         print(f"WARNING: students' code runs UNSANDBOXED, with your files and network: {reason}; "
               f"--require-sandbox refuses instead", file=sys.stderr)
     if not reason and box.memory_mb > 0:
-        probe = memory_group(f"ag-probe-{os.getpid()}", box.memory_mb * 2**20)
+        probe = memory_group(f"ag-{os.getpid()}-probe", box.memory_mb * 2**20)
         empty_group(probe)
         if probe is None:
             print(f"WARNING: no memory cgroup here (grade as root on Linux for one): "

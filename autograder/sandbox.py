@@ -92,7 +92,8 @@ def reap(uid: int, wait: float = 30) -> None:
 
 def memory_group(name: str, limit: int) -> Path | None:
     """A fresh memory cgroup (v2, else v1) capping all of a sandbox's processes together at
-    limit bytes, swap included; None where this machine lets us make none (not root, no cgroupfs)."""
+    limit bytes, swap included; None where this machine lets us make none (not root, no cgroupfs).
+    name is "ag-<the grading process's pid>-<what>": groups of dead graders are swept."""
     if os.getuid() != 0 or limit <= 0:
         return None
     v2 = Path("/sys/fs/cgroup")
@@ -110,6 +111,10 @@ def memory_group(name: str, limit: int) -> Path | None:
             with contextlib.suppress(OSError):
                 (v2 / "cgroup.subtree_control").write_text("+memory")
             (base / "cgroup.subtree_control").write_text("+memory")
+        for stale in base.glob("ag-*"):  # left empty by a grader killed with SIGKILL
+            if not alive(stale.name.split("-")[1]) and not read(stale / "cgroup.procs").split():
+                with contextlib.suppress(OSError):
+                    stale.rmdir()
         empty_group(group)
         group.mkdir()
         for i, (file, value) in enumerate(files.items()):
@@ -139,6 +144,16 @@ def empty_group(group: Path | None) -> None:
         time.sleep(0.1)
     with contextlib.suppress(OSError):
         group.rmdir()
+
+
+def alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def read(path: Path) -> str:
