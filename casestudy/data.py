@@ -11,6 +11,7 @@ import errno
 import hashlib
 import io
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -27,10 +28,11 @@ from casestudy.scan import (
     describe_error,
     encode_path,
     file_problem,
-    find_files,
+    last_change_ns,
     read_regular,
     shown,
     signature,
+    walk,
 )
 
 LABELS = {"real": 0, "fake": 1}
@@ -76,23 +78,26 @@ def check_root(root: str | Path) -> Path:
     return root
 
 
-def scan_folder(root: Path) -> dict[str, list[int] | None]:
+def scan_folder(root: Path) -> dict[str, str | None]:
     """Stat every file under root/real and root/fake: {"real/a.png": signature, ...}; nothing is opened."""
     listed = {}
     for name in LABELS:
         folder = root / name
         try:
-            paths = find_files(folder)
+            paths = walk(str(folder))
         except OSError as err:
             raise CaseStudyError(f"cannot list {shown(folder)} ({describe_error(err)}): make it readable, "
                                  f"e.g. chmod -R u+rX {shown(folder)}") from err
-        listed.update((path.relative_to(root).as_posix(), signature(path)) for path in paths)
+        start = len(str(root)) + 1
+        listed.update((path[start:].replace(os.sep, "/"), signature(path)) for path in paths)
     return listed
 
 
 def inspect_files(root: Path, keys: list[str], progress: bool) -> dict[str, dict]:
     """inspect_file every listed file (over all cores): {key: {sha256, width, height, status}}."""
-    infos = parallel_map(inspect_file, [root / key for key in keys], "index", "file", progress)
+    prefix = str(root) + os.sep
+    infos = parallel_map(inspect_file, [prefix + key.replace("/", os.sep) for key in keys], "index", "file",
+                         progress)
     return dict(zip(keys, infos))
 
 
@@ -112,7 +117,8 @@ def index_folder(root: str | Path, seed: int = 0, max_per_class: int = 0,
 
 def build_index(root: Path, files: dict[str, dict], seed: int, max_per_class: int) -> pd.DataFrame:
     """Make the index from each file's inspection ({"real/a.png": {sha256, ...}}): labels, splits."""
-    rows = [{"path": str(root / key), "label": LABELS[key.split("/", 1)[0]], **info}
+    prefix = str(root) + os.sep
+    rows = [{"path": prefix + key.replace("/", os.sep), "label": LABELS[key.split("/", 1)[0]], **info}
             for key, info in sorted(files.items())]
     index = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "split"])
     for name, label in LABELS.items():
@@ -344,21 +350,21 @@ def update_index(source: str | Path, out: Path, seed: int = 0, max_per_class: in
     old = read_state(state_path)
     started = time.time_ns()
     listed = scan_folder(root)
-    known = old.get("files", {})
+    known = {key: entry.split("|", 1)[0] for key, entry in old.get("files", {}).items()}
     settings = {"version": STATE_VERSION, "root": str(root), "seed": seed, "max_per_class": max_per_class}
-    stale = [key for key, sig in listed.items() if sig is None or known.get(key, [None])[0] != sig]
+    stale = [key for key, sig in listed.items() if sig is None or known.get(key) != sig]
     if not stale and known.keys() == listed.keys() and all(old.get(k) == v for k, v in settings.items()) \
             and file_sha256(index_path) == old.get("index_sha256"):
         return index_path
     fresh = inspect_files(root, stale, progress)
-    infos = {key: fresh[key] if key in fresh else dict(zip(INFO, known[key][1:])) for key in listed}
+    infos = {key: fresh[key] if key in fresh else unpack(old["files"][key]) for key in listed}
     content = index_bytes(build_index(root, infos, seed, max_per_class))
     if file_sha256(index_path) != hashlib.sha256(content).hexdigest():
         with writing(index_path, "the index"), atomic_write(index_path) as file:
             file.write(content)
     recent = started - RACY_NS  # a write in the same clock tick as the scan may leave no trace
-    files = {key: [sig if sig is not None and max(sig[-3], sig[-2]) < recent else None,
-                   *(infos[key][c] for c in INFO)] for key, sig in listed.items()}
+    files = {key: pack(sig if sig is not None and last_change_ns(sig) < recent else "", infos[key])
+             for key, sig in listed.items()}
     state = {**settings, "index_sha256": hashlib.sha256(content).hexdigest(), "files": files}
     if state != old:
         with writing(state_path, "the index state"), atomic_write(state_path) as file:
@@ -368,12 +374,22 @@ def update_index(source: str | Path, out: Path, seed: int = 0, max_per_class: in
     return index_path
 
 
+def pack(sig: str, info: dict) -> str:
+    """One file's entry in the state: "signature|sha256|width|height|status" ("" signature: read again)."""
+    return f"{sig}|{info['sha256']}|{info['width']}|{info['height']}|{info['status']}"
+
+
+def unpack(entry: str) -> dict:
+    _, sha256, width, height, status = entry.split("|", 4)
+    return {"sha256": sha256, "width": int(width), "height": int(height), "status": status}
+
+
 def read_state(path: Path) -> dict:
     """The signatures and inspections written last time; {} when missing or damaged (all read again)."""
     try:
         state = json.loads(Path(path).read_bytes())
         if state.get("version") == STATE_VERSION and all(
-                isinstance(v, list) and len(v) == 1 + len(INFO) for v in state["files"].values()):
+                isinstance(v, str) and v.count("|") >= 4 for v in state["files"].values()):
             return state
     except (OSError, ValueError, TypeError, AttributeError, KeyError):
         pass
