@@ -482,7 +482,11 @@ def decode(path: str, size: int) -> np.ndarray:
 
 
 def _decode_one(job):
-    return decode(*job)
+    try:
+        return decode(*job)
+    except (OSError, ValueError) as err:  # changed since it was indexed (prepare re-checks every file)
+        raise CaseStudyError(f"cannot decode {shown(job[0])} ({type(err).__name__}: {err}): it changed "
+                             f"after it was indexed; run the command again") from None
 
 
 def load_images(paths: list[str], size: int, progress: bool = True, workers: int = 0) -> np.ndarray:

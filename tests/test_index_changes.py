@@ -242,6 +242,15 @@ def test_reading_a_pipe_directly_raises_instead_of_blocking(tmp_path):
         data.read_rgb(str(tmp_path / "pipe.png"))
 
 
+def test_a_file_damaged_between_indexing_and_decoding_is_one_line(tiny_folder, tmp_path):
+    index = index_of(tiny_folder, tmp_path)
+    victim = index[index.split == "train"].path.iloc[0]
+    Path(victim).write_bytes(b"no longer a PNG")
+    with pytest.raises(CaseStudyError, match=f"cannot decode {victim} .*run the command again"):
+        data.load_split(index, "train", 16, tmp_path / "cache", progress=False)
+    assert not list((tmp_path / "cache").rglob("*.npy"))
+
+
 ODD_NAMES = [b"caf\xe9 latin-1.png", b"line\nbreak.png", b"carriage\rreturn.png", b"tab\tand\x1bescape.png",
              b"escaped:looking.png", "顔 ok.png".encode()]
 
@@ -343,11 +352,14 @@ def test_an_unreadable_image_is_skipped_and_an_unreadable_class_folder_is_one_li
     (open_tmp / "data").mkdir(mode=0o777)
     (open_tmp / "data").chmod(0o777)
     (root / "real" / "real_004.png").chmod(0)
+    write_image(root / "fake" / "locked" / "inside.png", np.zeros((8, 8, 3), np.uint8))
+    (root / "fake" / "locked").chmod(0)
     flags = ["--data", str(root), "--data-root", str(open_tmp / "data")]
     with without_root():
         code, out, err = run(capsys, "data", "index", *flags)
     assert code == 0, err
     assert f"skipped {root / 'real' / 'real_004.png'}: no permission to read it (PermissionError" in out
+    assert f"skipped {root / 'fake' / 'locked'}: unreadable folder (not listed)" in out
     (root / "fake").chmod(0)
     with without_root():
         code, _, err = run(capsys, "data", "index", *flags)
