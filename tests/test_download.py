@@ -172,9 +172,13 @@ class Course:
         return self.path
 
     def fetch(self, **kwargs):
+        """Fetch; return the summary, also when some items failed (the CLI then exits with 2)."""
         kwargs.setdefault("progress", False)
-        return download.fetch_data("course", data_root=str(self.data_root), manifest_file=str(self.path),
-                                   **kwargs)
+        try:
+            return download.fetch_data("course", data_root=str(self.data_root),
+                                       manifest_file=str(self.path), **kwargs)
+        except download.FetchIncomplete as err:
+            return err.summary
 
     def files(self) -> list[str]:
         return sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*")
@@ -551,6 +555,7 @@ def test_weights_with_a_wrong_hash_are_refused(tmp_path, server, monkeypatch, ca
     server.files["/models/resnet18-00000000.pth"] = b"not the weights"
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     monkeypatch.setenv("CASESTUDY_IMAGENET_URL", f"{server.url}/models/resnet18-00000000.pth")
-    download.fetch_data(None, weights=True, progress=False)
+    with pytest.raises(download.FetchIncomplete, match="1 file.* could not be fetched"):
+        download.fetch_data(None, weights=True, progress=False)
     assert "checksum mismatch for ImageNet weights" in capsys.readouterr().out
     assert not (tmp_path / "torch-home/hub/checkpoints/resnet18-00000000.pth").exists()
