@@ -366,9 +366,8 @@ def os_problem(err: OSError, root: Path) -> str:
     """A write error as one line: what, where, and what to do."""
     where = err.filename or root
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        return (f"the disk holding {root} is full (writing {where}): free some space or choose --data-root "
-                f"on a larger disk, then run the same command again (verified files are kept; unfinished "
-                f"ones wait under {root / '.fetch' / 'partial'})")
+        return (f"the disk holding {root} is full: free some space or choose --data-root on a larger disk, "
+                f"then run the same command again (verified files are kept and not fetched again)")
     if err.errno == errno.EROFS:
         return f"{where} is on a read-only file system: choose a writable --data-root"
     if err.errno in (errno.EACCES, errno.EPERM):
@@ -411,6 +410,8 @@ def run_items(items: list[Item], sources: list, fetch: Fetch, summary: Summary) 
         raise CaseStudyError(f"interrupted: {len(summary.fetched)} file(s) fetched and verified are kept "
                              f"(unfinished ones only under {fetch.work / 'partial'}); run the same "
                              f"command again to resume") from None
+    except OSError as err:  # a full, read-only or forbidden folder: every worker has stopped
+        raise CaseStudyError(os_problem(err, fetch.root)) from None
     finally:
         pool.shutdown(wait=True)
         files_bar.close()

@@ -384,28 +384,31 @@ class LocalSource:
         listed = {}
         try:
             for name in expected or names:
+                rel = names[PurePosixPath(name).name]
                 out = tmp / name
                 out.parent.mkdir(parents=True, exist_ok=True)
-                self.copy(names[PurePosixPath(name).name], out, fetch)
-                listed[name] = self.verify(out, expected.get(name), Image)
+                self.copy(rel, out, fetch)
+                listed[name] = self.verify(out, expected.get(name), self.where(rel), Image)
             fetch.remember("members", item.name, listed)
             move_into(tmp, item.target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return True
 
-    def verify(self, path: Path, crc: int | None, image) -> int:
-        """Return the file's CRC-32 once it matches `crc` (where known) and decodes as an image."""
+    @staticmethod
+    def verify(copy: Path, crc: int | None, shown: str, image) -> int:
+        """Return the copy's CRC-32 once it matches `crc` (where known) and decodes as an image."""
         actual = 0
-        with open(path, "rb") as f:
+        with open(copy, "rb") as f:
             for block in iter(lambda: f.read(CHUNK), b""):
                 actual = zlib.crc32(block, actual)
         if crc is not None and actual != crc:
-            raise Unavailable(f"{path.name} in {self.path} differs from the verified copy (CRC-32 "
-                              f"{actual:08x}, expected {crc:08x})")
+            raise Unavailable(f"{shown} differs from the verified copy (CRC-32 {actual:08x}, expected "
+                              f"{crc:08x})")
         try:
-            with image.open(path) as img:
+            with image.open(copy) as img:
                 img.verify()  # PNG chunk CRCs; no checksum is published for these images
         except Exception as err:
-            raise Unavailable(f"{path.name} in {self.path} is not a valid image ({reason(err)})") from None
+            why = reason(err).replace(f" '{copy}'", "")  # the temporary copy's name says nothing
+            raise Unavailable(f"{shown} is not a valid image ({why})") from None
         return actual
