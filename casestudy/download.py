@@ -48,6 +48,7 @@ from casestudy.fetch_common import (
     move_into,
     page_problem,
     reason,
+    staging,
 )
 from casestudy.files import write_json, write_text
 from casestudy.manifest import load_manifest
@@ -229,29 +230,25 @@ def extract(part: Path, item: Item, fetch: Fetch, source: str) -> int:
     The member list (with each CRC-32) is kept in state.json: a later run checks that every member
     is still in place, and a folder offered for this archive with --from must hold them all.
     """
-    tmp = fetch.work / "partial" / f"{item.path}.extract"
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
-        with zipfile.ZipFile(part) as archive:
+        with staging(fetch.work, item) as tmp, zipfile.ZipFile(part) as archive:
             members = safe_members(archive, item.name, item.path)
             for info, path in members:
                 out = tmp.joinpath(*path.parts)
                 out.parent.mkdir(parents=True, exist_ok=True)
                 with archive.open(info) as src_file, open(out, "wb") as dst:
                     shutil.copyfileobj(src_file, dst, CHUNK)  # a CRC mismatch raises BadZipFile here
-        listed = {path.as_posix(): info.CRC for info, path in members}
-        missing = sorted(set(item.members or {}) - set(listed))
-        if missing:
-            raise Unavailable(f"{item.name} from {source} lacks {len(missing)} of the {len(item.members)} "
-                              f"members the manifest lists (e.g. {missing[0]})")
-        fetch.remember("members", item.name, listed)
-        move_into(tmp, item.target)
+            listed = {path.as_posix(): info.CRC for info, path in members}
+            missing = sorted(set(item.members or {}) - set(listed))
+            if missing:
+                raise Unavailable(f"{item.name} from {source} lacks {len(missing)} of the "
+                                  f"{len(item.members)} members the manifest lists (e.g. {missing[0]})")
+            fetch.remember("members", item.name, listed)
+            move_into(tmp, item.target)
     except UNREADABLE_ZIP as err:
         raise Unavailable(f"{item.name} from {source} is not a valid zip ({reason(err)})") from None
     except Unavailable as err:
         raise type(err)(f"{err} (from {source})") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # gone once moved; else nothing half-extracted stays
     return len(members)
 
 

@@ -6,6 +6,7 @@ the imports go one way. Nothing here knows about a particular source.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import zipfile
@@ -45,6 +46,18 @@ def page_problem(text: str, name: str, source: str) -> Unavailable:
 def reason(err: BaseException) -> str:
     """An exception as a short single line, for messages."""
     return (" ".join(str(err).split()) or type(err).__name__)[:160]
+
+
+@contextlib.contextmanager
+def staging(work: Path, item):
+    """A fresh folder under work/partial for an archive's images; whatever is left in it is removed."""
+    folder = work / "partial" / f"{item.path}.extract"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # gone once moved; else nothing half-done stays
 
 
 def move_into(folder: Path, target: Path) -> None:

@@ -26,6 +26,7 @@ from casestudy.fetch_common import (
     move_into,
     page_problem,
     reason,
+    staging,
 )
 
 HTTP_CHUNK = 1 << 16  # what a cut transfer can lose: the bytes of the chunk being read
@@ -378,11 +379,8 @@ class LocalSource:
         if not expected and count:
             fetch.note(f"{shown}: {have} images, as many as {PurePosixPath(item.path).name} holds; "
                        f"taken for it by count (no member list is known to check their names against)")
-        tmp = fetch.work / "partial" / f"{item.path}.extract"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
         listed = {}
-        try:
+        with staging(fetch.work, item) as tmp:
             for name in expected or names:
                 rel = names[PurePosixPath(name).name]
                 out = tmp / name
@@ -391,8 +389,6 @@ class LocalSource:
                 listed[name] = self.verify(out, expected.get(name), self.where(rel), Image)
             fetch.remember("members", item.name, listed)
             move_into(tmp, item.target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return True
 
     @staticmethod
