@@ -16,11 +16,11 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from casestudy import data, feed, plots
+from casestudy import feed, plots
 from casestudy.config import RunConfig
 from casestudy.data import CLASS_NAMES
 from casestudy.evaluate import predict
-from casestudy.model import load_checkpoint
+from casestudy.runs import RunFolder
 from casestudy.runtime import pick_device
 
 
@@ -90,9 +90,11 @@ def plot_mean_cams(cams: np.ndarray, labels: np.ndarray, path: Path, title: str)
 
 def run_gradcam(config: RunConfig, progress: bool = True) -> list[Path]:
     """Write Grad-CAM overlays and per-class mean CAMs of the test split into figures/."""
+    run = RunFolder.of(config)
+    config = run.trained_config(config)
     device = pick_device(config.device)
-    model, _ = load_checkpoint(config.run_dir / "checkpoint.pt", device)
-    [(images, labels, _)] = data.load_for_run(config, "test", progress=progress)
+    model, _ = run.load_model(config, device)
+    [(images, labels, _)] = run.load_images(config, "test", progress=progress)
     labels = labels.numpy()
     p_fake = predict(model, images, device)
     pred = (p_fake >= 0.5).astype(int)
@@ -104,10 +106,9 @@ def run_gradcam(config: RunConfig, progress: bool = True) -> list[Path]:
     cams = np.zeros((len(images), *images.shape[-2:]), np.float32)
     cams[todo] = grad_cam(model, images[todo], pred[todo].tolist(), device)  # explain the decision
     tag = plots.data_tag(config.data)
-    figures = config.run_dir / "figures"
     return [
-        plot_examples(images, cams, p_fake, groups, figures / "gradcam_examples.png",
+        plot_examples(images, cams, p_fake, groups, run.figure("gradcam_examples.png"),
                       f"Grad-CAM of the predicted class, test split ({tag})"),
-        plot_mean_cams(cams[sample], labels[sample], figures / "gradcam_mean.png",
+        plot_mean_cams(cams[sample], labels[sample], run.figure("gradcam_mean.png"),
                        f"Mean Grad-CAM per true class ({tag})"),
     ]
