@@ -241,8 +241,8 @@ def extract(part: Path, item: Item, fetch: Fetch, source: str) -> int:
             listed = {path.as_posix(): info.CRC for info, path in members}
             missing = sorted(set(item.members or {}) - set(listed))
             if missing:
-                raise Unavailable(f"{item.name} from {source} lacks {len(missing)} of the "
-                                  f"{len(item.members)} members the manifest lists (e.g. {missing[0]})")
+                raise Unavailable(f"{item.name} from {source} lacks {len(missing)} of its "
+                                  f"{len(item.members)} known members (e.g. {missing[0]})")
             fetch.remember("members", item.name, listed)
             move_into(tmp, item.target)
     except UNREADABLE_ZIP as err:
