@@ -350,14 +350,15 @@ def update_index(source: str | Path, out: Path, seed: int = 0, max_per_class: in
     old = read_state(state_path)
     started = time.time_ns()
     listed = scan_folder(root)
-    known = {key: entry.split("|", 1)[0] for key, entry in old.get("files", {}).items()}
+    known = old.get("files", {})
     settings = {"version": STATE_VERSION, "root": str(root), "seed": seed, "max_per_class": max_per_class}
-    stale = [key for key, sig in listed.items() if sig is None or known.get(key) != sig]
+    unchanged = {key: unpack(known[key]) for key, sig in listed.items()
+                 if sig is not None and known.get(key, "|").split("|", 1)[0] == sig}
+    stale = [key for key in listed if unchanged.get(key) is None]
     if not stale and known.keys() == listed.keys() and all(old.get(k) == v for k, v in settings.items()) \
             and file_sha256(index_path) == old.get("index_sha256"):
         return index_path
-    fresh = inspect_files(root, stale, progress)
-    infos = {key: fresh[key] if key in fresh else unpack(old["files"][key]) for key in listed}
+    infos = {**unchanged, **inspect_files(root, stale, progress)}
     content = index_bytes(build_index(root, infos, seed, max_per_class))
     if file_sha256(index_path) != hashlib.sha256(content).hexdigest():
         with writing(index_path, "the index"), atomic_write(index_path) as file:
@@ -379,17 +380,20 @@ def pack(sig: str, info: dict) -> str:
     return f"{sig}|{info['sha256']}|{info['width']}|{info['height']}|{info['status']}"
 
 
-def unpack(entry: str) -> dict:
-    _, sha256, width, height, status = entry.split("|", 4)
-    return {"sha256": sha256, "width": int(width), "height": int(height), "status": status}
+def unpack(entry: str) -> dict | None:
+    """pack's entry back as {sha256, width, height, status}; None when damaged (the file is read again)."""
+    try:
+        _, sha256, width, height, status = entry.split("|", 4)
+        return {"sha256": sha256, "width": int(width), "height": int(height), "status": status}
+    except ValueError:
+        return None
 
 
 def read_state(path: Path) -> dict:
     """The signatures and inspections written last time; {} when missing or damaged (all read again)."""
     try:
         state = json.loads(Path(path).read_bytes())
-        if state.get("version") == STATE_VERSION and all(
-                isinstance(v, str) and v.count("|") >= 4 for v in state["files"].values()):
+        if state.get("version") == STATE_VERSION and all(isinstance(v, str) for v in state["files"].values()):
             return state
     except (OSError, ValueError, TypeError, AttributeError, KeyError):
         pass
@@ -404,7 +408,7 @@ def file_sha256(path: Path) -> str | None:
 
 
 WRITE_ADVICE = {errno.ENOSPC: "free some disk space there or give another --data-root",
-                errno.EDQUOT: "free some of your disk quota or give another --data-root",
+                getattr(errno, "EDQUOT", -1): "free some of your disk quota or give another --data-root",
                 errno.EROFS: "that disk is read-only: give a writable --data-root",
                 errno.EACCES: "make that folder writable or give another --data-root",
                 errno.EPERM: "make that folder writable or give another --data-root"}

@@ -330,11 +330,16 @@ def test_a_damaged_index_is_named_when_loaded_and_rebuilt_by_the_next_stage(tiny
     assert data.load_index(path).equals(good)
 
 
-def test_a_damaged_state_file_means_reading_every_file_again(tiny_folder, tmp_path, monkeypatch):
+def test_a_damaged_state_file_means_reading_every_file_again(tiny_folder, tmp_path, monkeypatch,
+                                                             trust_signatures):
     good = index_of(tiny_folder, tmp_path)
-    (tmp_path / "tiny" / data.STATE_FILE).write_bytes(b'{"version": 1, "files": {"real/x": [1')
+    state = tmp_path / "tiny" / data.STATE_FILE
+    entries = state.read_text()
+    state.write_text(entries.replace("|32|32|ok", "|wide|32|ok", 1))  # one entry no longer parses
     reads = count_reads(monkeypatch)
-    assert index_of(tiny_folder, tmp_path).equals(good) and len(reads) == 24
+    assert index_of(tiny_folder, tmp_path).equals(good) and len(reads) == 1
+    state.write_bytes(b'{"version": 1, "files": {"real/x": [1')  # cut short
+    assert index_of(tiny_folder, tmp_path).equals(good) and len(reads) == 1 + 24
 
 
 # ---------------------------------------------------------------- permissions, read-only and full disks
