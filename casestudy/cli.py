@@ -245,7 +245,8 @@ def settle_run(args: argparse.Namespace, config: RunConfig) -> RunConfig:
     stage = stages.BY_NAME.get(args.command)
     run = RunFolder.of(config)
     resuming = args.command == "train" and args.resume
-    if (stage is not None and stage.on_trained_run) or resuming:
+    untrained_report = args.command == "report" and not run.is_trained()  # the EDA alone: its settings
+    if (stage is not None and stage.on_trained_run and not untrained_report) or resuming:
         if resuming and not run.last.is_file():
             raise CaseStudyError(f"nothing to resume: {run.last} does not exist; train without --resume")
         return run.trained_config(config, explicit_settings(args))

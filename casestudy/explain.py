@@ -24,7 +24,6 @@ from casestudy.evaluate import predict
 from casestudy.runs import RunFolder
 from casestudy.runtime import pick_device
 
-
 MIN_CELLS = 4  # a map of fewer cells a side says little about "where"
 LAYERS = ("layer4", "layer3", "layer2", "layer1")  # deepest first
 
