@@ -21,7 +21,7 @@ import traceback
 from pathlib import Path
 
 from casestudy import CaseStudyError, __version__, stages
-from casestudy.config import FIELDS, RUN, RunConfig, load_config, preset_values, role
+from casestudy.config import FIELDS, RunConfig, load_config, preset_values
 
 DEFAULT_PRESET = "demo"
 DATA_ACTIONS = {"synthetic": "make the embedded synthetic dataset",
@@ -56,17 +56,18 @@ def shown_defaults(preset: str) -> dict:
 
 
 def add_setting_flags(parser: argparse.ArgumentParser, command: str, defaults: dict,
-                      hidden_run_settings: bool = False) -> None:
+                      tolerate_others: bool = True) -> None:
     """Add --config, a flag for every setting `command` uses, and --quiet.
 
-    A stage that acts on a trained run also accepts (without listing them) the run's settings,
-    so that a contradicting flag is named, not rejected as unknown.
+    The other settings' flags are accepted without being listed, so one set of flags serves
+    every stage: a stage ignores what it does not use, and a stage on a trained run names each
+    flag that contradicts the run.
     """
     parser.add_argument("--config", help=f"preset name ({', '.join(preset_names())}) or a .yaml "
                         f"file (default: {DEFAULT_PRESET})")
     for name, f in FIELDS.items():
         shown = command in f.metadata["stages"]
-        if not shown and not (hidden_run_settings and role(name) == RUN):
+        if not shown and not tolerate_others:
             continue
         flag = f"--{name.replace('_', '-')}"
         text = f"{f.metadata['help']} (default: {format_default(defaults[name])})" if shown \
@@ -103,7 +104,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     data_sub = data_cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
     for action, text in DATA_ACTIONS.items():
         add_setting_flags(data_sub.add_parser(action, help=text, description=text), f"data {action}",
-                          defaults)
+                          defaults, tolerate_others=action != "fetch")
     data_sub.choices["cache"].description = (
         "Decode and resize every image once, over all CPU cores, into <data-root>/<dataset>/cache/"
         "<size>/ (memory-mapped .npy per split). Training, evaluation, t-SNE and Grad-CAM then read it.")
@@ -115,7 +116,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                                     "a flag that contradicts them is an error."
                                     if stage.on_trained_run else ".")
         add_setting_flags(sub.add_parser(stage.name, help=stage.help, description=description),
-                          stage.name, defaults, hidden_run_settings=stage.on_trained_run)
+                          stage.name, defaults)
     add_setting_flags(sub.add_parser("run", help="every stage in order, then the report"), "run",
                       defaults)
     sub.choices["train"].add_argument("--resume", action="store_true",
@@ -244,7 +245,8 @@ def settle_run(args: argparse.Namespace, config: RunConfig) -> RunConfig:
     stage = stages.BY_NAME.get(args.command)
     run = RunFolder.of(config)
     resuming = args.command == "train" and args.resume
-    if (stage is not None and stage.on_trained_run) or resuming:
+    untrained_report = args.command == "report" and not run.is_trained()  # the EDA alone: its settings
+    if (stage is not None and stage.on_trained_run and not untrained_report) or resuming:
         if resuming and not run.last.is_file():
             raise CaseStudyError(f"nothing to resume: {run.last} does not exist; train without --resume")
         return run.trained_config(config, explicit_settings(args))

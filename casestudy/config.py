@@ -90,7 +90,8 @@ class RunConfig:
                            allowed="none, imagenet or a path ending in .pth or .pt")
     epochs: int = setting(8, "training epochs", low=1, high=10_000)
     batch_size: int = setting(32, "batch size", low=2, high=65_536)
-    lr: float = setting(2e-3, "peak learning rate (warm-up, then cosine decay)", low=0.0, high=10.0)
+    lr: float = setting(2e-3, "peak learning rate (warm-up, then cosine decay)", low=0.0,
+                        allowed="a finite number > 0")
     lr_batch: int = setting(0, "the batch size --lr was chosen for: scale it by sqrt(batch size / "
                             "this) (0: no scaling)", low=0, high=65_536)
     weight_decay: float = setting(5e-4, "AdamW weight decay", low=0.0, high=1.0)
@@ -241,8 +242,6 @@ def allowed(f: dataclasses.Field, kind: str = "") -> str:
     noun = {"int": "an integer", "float": "a number", "bool": "true or false",
             "list[str]": "one value or a list"}.get(f.type, kind or "a text")
     low, high = meta["low"], meta["high"]
-    if f.name == "lr":
-        return f"{noun} > 0 and <= {high:g}"
     if low is not None and high is not None:
         return f"{noun} from {low:g} to {high:g}"
     if low is not None:
