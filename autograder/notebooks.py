@@ -168,12 +168,25 @@ def is_test(cell) -> bool:
     return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
 
 
+TIMED_OUT = "CellTimeoutError"  # the ename nbgrader (and execute() below) gives a cell cut at its timeout
+
+
 def execute(nb: nbformat.NotebookNode, folder: Path, timeout: int) -> float:
-    """Execute every cell in folder (errors recorded, not raised); return the seconds taken."""
+    """Execute every cell in folder (errors recorded, not raised; a cell cut at its timeout gets
+    a CellTimeoutError, as under nbgrader); return the seconds taken."""
     os.environ[GRADING_VARIABLE] = "1"
     start = time.perf_counter()
+
+    def record_timeout(cell, cell_index, execute_reply):
+        content = (execute_reply or {}).get("content", {})
+        if content.get("ename") == TIMED_OUT:
+            cell.outputs.append(nbformat.v4.new_output(
+                "error", ename=TIMED_OUT, evalue=f"no reply within {timeout} s", traceback=[]))
+
     NotebookClient(nb, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
-                   kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+                   error_on_timeout={"ename": TIMED_OUT, "evalue": "", "traceback": []},
+                   on_cell_executed=record_timeout, kernel_name="python3",
+                   resources={"metadata": {"path": str(folder)}}).execute()
     return time.perf_counter() - start
 
 
@@ -182,6 +195,26 @@ def error_of(cell) -> str:
         if out.output_type == "error":
             return f"{out.ename}: {out.evalue}".splitlines()[0][:200]
     return ""
+
+
+def failed_cells(nb: nbformat.NotebookNode, tests: bool = True) -> list[tuple[int, str]]:
+    """Each code cell that timed out or raised (test cells too, unless tests=False), in order, as
+    (index, "timed out" | "raised NameError: name 'x' is not defined")."""
+    found = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or (not tests and is_test(cell)):
+            continue
+        outs = [o for o in cell.get("outputs", []) if o.output_type == "error"]
+        if any(o.get("ename") == TIMED_OUT for o in outs):
+            found.append((i, "timed out"))
+        elif outs:
+            found.append((i, f"raised {error_of(cell)}"))
+    return found
+
+
+def failed_lines(nb: nbformat.NotebookNode, tests: bool = True) -> list[str]:
+    """failed_cells() as "cell N raised ..." phrases."""
+    return [f"cell {i} {what}" for i, what in failed_cells(nb, tests)]
 
 
 def parts(nb: nbformat.NotebookNode) -> list[Part]:
@@ -193,12 +226,6 @@ def parts(nb: nbformat.NotebookNode) -> list[Part]:
             error = error_of(cell) or ("" if cell.get("execution_count") else "not run")
             found.append(Part(meta["grade_id"], float(meta.get("points", 0)), not error, error))
     return found
-
-
-def errors(nb: nbformat.NotebookNode) -> list[str]:
-    """Every cell that raised, as "cell N: error"."""
-    return [f"cell {i}: {error_of(c)}" for i, c in enumerate(nb.cells)
-            if c.cell_type == "code" and error_of(c)]
 
 
 def tampered(submitted: nbformat.NotebookNode, released: nbformat.NotebookNode,
