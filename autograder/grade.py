@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import ctypes
+import html
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -22,7 +24,8 @@ from tqdm import tqdm
 from autograder import GradingError
 from autograder.course import SOLUTIONS, api, assignments, first_line, nbgrader_config
 from autograder.execute import guard
-from autograder.notebooks import incidents, normalise, read_notebook, read_submission, tampered
+from autograder.notebooks import failed_cells, incidents, normalise, read_notebook, read_submission, tampered
+from autograder.reference import reference_uses, scoring_cell
 from autograder.sandbox import Sandbox, empty_group, memory_group, unavailable
 from autograder.sanitise import protect_page
 from autograder.submissions import Student, collect
@@ -122,29 +125,77 @@ def autograde_one(out: str, timeout: int, student: str, name: str, box: Sandbox,
     result = grader.autograde(name, student, force=True, create=True)
     if not result["success"]:
         return f"failed: {first_line(result.get('log'), result.get('error'))}", time.perf_counter() - start
-    notes = report(Path(out), student, name) + ([] if box.enabled else ["not sandboxed"])
+    notes, students = report(Path(out), student, name)
+    notes += [] if box.enabled else ["not sandboxed"]
     feedback = grader.generate_feedback(name, student, force=True)
     page = Path(out) / "feedback" / student / name / f"{name}.html"
     if not feedback["success"]:
         notes.append("no feedback: " + first_line(feedback.get("log"), feedback.get("error")))
     elif page.is_file():
         protect_page(page)
+        note_on_page(page, students)
     return "; ".join(["graded", *notes]), time.perf_counter() - start
 
 
-def report(out: Path, student: str, name: str) -> list[str]:
-    """What the sandbox and the grader stopped in a graded notebook."""
+def report(out: Path, student: str, name: str) -> tuple[list[str], list[str]]:
+    """What the sandbox and the grader stopped in a graded notebook, which cells raised, and which
+    parts scored 0 for using the package's answer (zeroed in the gradebook here); return (all
+    notes, those the student's feedback shows)."""
     folder = out / "autograded" / student / name
     try:
         graded = read_notebook(folder / f"{name}.ipynb")
     except GradingError as err:
-        return [str(err)]
+        return [str(err)], []
     try:
         noted = json.loads((folder / INCIDENTS).read_text())
         (folder / INCIDENTS).unlink()
     except (OSError, ValueError):
         noted = []
-    return incidents(graded) + [str(n) for n in noted]
+    stopped = incidents(graded)
+    failed = failed_cells(graded, tests=False)
+    raised = [f"cell {i} {what}" for i, what in failed
+              if what.startswith("raised") and not any(s.startswith(f"cell {i} ") for s in stopped)
+              and "KernelDied" not in what]
+    cells = stopped + raised
+    if failed:
+        cells.append(f"results after cell {failed[0][0]} may be incomplete")
+    borrowed = zero_borrowed(out, student, name, graded)
+    return borrowed + cells + [str(n) for n in noted], borrowed + cells
+
+
+def zero_borrowed(out: Path, student: str, name: str, graded) -> list[str]:
+    """Score 0 (nbgrader's manual score, so formgrader shows it) each part whose solution uses
+    the package's answer; return the reasons."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    found = reference_uses(name, graded)
+    if not found:
+        return []
+    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
+        for use in found:
+            test = scoring_cell(graded, use.grade_id)
+            try:
+                gb.find_grade(test, name, name, student).manual_score = 0
+            except MissingEntry:
+                continue
+        gb.db.commit()
+    return [use.reason() for use in found]
+
+
+def note_on_page(page: Path, notes: list[str]) -> None:
+    """Put what the student should know first (cells that raised, parts scored 0) at the top of
+    a feedback page, escaped."""
+    if not notes:
+        return
+    text = page.read_text(encoding="utf-8", errors="replace")
+    items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    note = (f'<div id="autograder-notes" style="border:2px solid #c00;padding:0.5em 1em;margin:1em">'
+            f"<strong>Autograder notes</strong><ul>{items}</ul></div>")
+    body = re.search(r"<body[^>]*>", text, flags=re.I)
+    at = body.end() if body else 0
+    tmp = page.with_name(page.name + ".tmp")
+    tmp.write_text(text[:at] + note + text[at:], encoding="utf-8")
+    tmp.replace(page)
 
 
 def run_all(out: Path, timeout: int, jobs: int, todo: list[tuple[str, str]], box: Sandbox,

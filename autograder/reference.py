@@ -15,30 +15,29 @@ from dataclasses import dataclass
 
 PACKAGE = "casestudy"
 
+FEATURES = {"casestudy.eda.image_features", "casestudy.eda.compute_features"}  # all of 02's parts at once
 FORBIDDEN = {  # (assignment, grade_id of the solution cell): what would answer the part for them
     ("01_data", "label_of"): {"casestudy.data.scan_folder", "casestudy.data.index_folder",
                               "casestudy.data.build_index", "casestudy.data.update_index"},
     ("01_data", "stratified_split"): {"casestudy.data.assign_splits"},
-    ("02_eda", "mean_colour"): {"casestudy.eda.mean_colour", "casestudy.eda.image_features",
-                                "casestudy.eda.compute_features"},
-    ("02_eda", "luminance"): {"casestudy.eda.luminance", "casestudy.eda.grey",
-                              "casestudy.eda.image_features", "casestudy.eda.compute_features"},
+    ("02_eda", "mean_colour"): {"casestudy.eda.mean_colour", *FEATURES},
+    ("02_eda", "luminance"): {"casestudy.eda.luminance", "casestudy.eda.grey", *FEATURES},
     ("02_eda", "fft_magnitude"): {"casestudy.eda.fft_magnitude", "casestudy.eda.log_magnitude_spectrum",
-                                  "casestudy.eda.image_features", "casestudy.eda.compute_features"},
-    ("02_eda", "radial_power_spectrum"): {"casestudy.eda.radial_power_spectrum", "casestudy.eda.radial_average",
-                                          "casestudy.eda.ring_means", "casestudy.eda.radial_bins",
-                                          "casestudy.eda.image_features", "casestudy.eda.compute_features"},
+                                  *FEATURES},
+    ("02_eda", "radial_power_spectrum"): {"casestudy.eda.radial_power_spectrum",
+                                          "casestudy.eda.radial_average", "casestudy.eda.ring_means",
+                                          "casestudy.eda.radial_bins", *FEATURES},
     ("03_train", "make_detector"): {"casestudy.model.build_model"},
     ("03_train", "train_one_epoch"): {"casestudy.train.train_one_epoch", "casestudy.train.fit",
                                       "casestudy.train.train"},
     ("04_evaluate", "confusion_counts"): {"casestudy.evaluate.compute_metrics", "casestudy.evaluate.evaluate",
                                           "sklearn.metrics.confusion_matrix"},
-    ("04_evaluate", "precision_recall_f1"): {"casestudy.evaluate.compute_metrics",
-                                             "casestudy.evaluate.evaluate",
-                                             "sklearn.metrics.precision_recall_fscore_support",
-                                             "sklearn.metrics.precision_score", "sklearn.metrics.recall_score",
-                                             "sklearn.metrics.f1_score", "sklearn.metrics.classification_report"},
-    ("05_tsne", "penultimate_embeddings"): {"casestudy.model.penultimate", "casestudy.embed.extract_embeddings"},
+    ("04_evaluate", "precision_recall_f1"): {
+        "casestudy.evaluate.compute_metrics", "casestudy.evaluate.evaluate",
+        "sklearn.metrics.precision_recall_fscore_support", "sklearn.metrics.precision_score",
+        "sklearn.metrics.recall_score", "sklearn.metrics.f1_score", "sklearn.metrics.classification_report"},
+    ("05_tsne", "penultimate_embeddings"): {"casestudy.model.penultimate",
+                                            "casestudy.embed.extract_embeddings"},
     ("06_gradcam", "cam_from"): {"casestudy.explain.grad_cam"},
     ("07_report", "wilson_interval"): {"casestudy.evaluate.compute_metrics"},  # scipy/statsmodels are fine
 }
@@ -119,7 +118,8 @@ def uses(tree: ast.Module, names: dict[str, str], forbidden: set[str]) -> list[s
             func = dotted(node.func, names) or getattr(node.func, "id", "")
             owner, attr = dotted(node.args[0], names), text(node.args[1]) if len(node.args) > 1 else None
             if func in ("getattr", "vars") and owner in modules:
-                found.append(f"{owner}.{attr}" if func == "getattr" and attr else f"a computed name on {owner}")
+                named = func == "getattr" and attr
+                found.append(f"{owner}.{attr}" if named else f"a computed name on {owner}")
             elif func in ("importlib.import_module", "__import__"):
                 module = text(node.args[0])
                 found.append(f"an import of {module} by name" if module in modules
@@ -142,7 +142,7 @@ def reference_uses(assignment: str, nb) -> list[Use]:
     return found
 
 
-def tested_by(nb, grade_id: str) -> str | None:
+def scoring_cell(nb, grade_id: str) -> str | None:
     """The grade_id of the test cell that scores a solution cell: the first one after it."""
     after = False
     for cell in nb.cells:
