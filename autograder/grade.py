@@ -154,8 +154,8 @@ def report(out: Path, student: str, name: str) -> tuple[list[str], list[str]]:
     stopped = incidents(graded)
     failed = failed_cells(graded, tests=False)
     raised = [f"cell {i} {what}" for i, what in failed
-              if what.startswith("raised") and not any(s.startswith(f"cell {i} ") for s in stopped)
-              and "KernelDied" not in what]
+              if what.startswith("raised") and "KernelDied" not in what  # incidents() names those
+              and not any(s.startswith(f"cell {i} ") and "truncated" not in s for s in stopped)]
     cells = stopped + raised
     if failed:
         cells.append(f"results after cell {failed[0][0]} may be incomplete")
