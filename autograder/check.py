@@ -7,6 +7,7 @@ from pathlib import Path
 from nbgrader.utils import compute_checksum
 
 from autograder.notebooks import execute, failed_lines, is_test, parts, read_notebook
+from autograder.reference import reference_uses
 
 
 def edited_tests(nb) -> list[str]:
@@ -37,6 +38,8 @@ def check(path: Path, timeout: int) -> tuple[float, float]:
         which = ", ".join(line.split(" ", 2)[1] for line in failed)
         print(f"warning: cell(s) {which} raised an error or timed out, so the score above may be "
               f"incomplete; fix them and check again")
+    for use in reference_uses(path.stem, nb):  # the notebook's name is its assignment's
+        print(f"warning: {use.reason().replace('; scored 0', '')}: grading scores that part 0")
     for grade_id in edited:
         print(f"warning: you changed the test cell {grade_id}; grading uses the original")
     return got, total

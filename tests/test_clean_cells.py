@@ -105,3 +105,14 @@ def test_check_names_each_cell_that_raised_or_timed_out(tmp_path, capsys):
             "incomplete") in out
     assert "cell 2 timed out — results after it may be incomplete" in out
     assert "warning: cell(s) 1, 2 raised an error or timed out" in out
+
+
+def test_check_warns_of_a_part_answered_by_the_package(tmp_path, capsys):
+    nb = eda_with("from casestudy.eda import luminance as lum\n    return lum(rgb)")
+    nb.cells = nb.cells[:9]  # up to luminance's test: enough, and quick
+    path = tmp_path / "02_eda.ipynb"
+    nbformat.write(nb, path)
+    check(path, timeout=60)
+    out = capsys.readouterr().out
+    assert ("warning: luminance: uses casestudy.eda's answer (casestudy.eda.luminance): grading scores "
+            "that part 0") in out
