@@ -141,10 +141,15 @@ def api(config):
     from nbgrader.apps import NbGraderAPI
 
     os.environ[GRADING_VARIABLE] = "1"  # kernels inherit it
-    tools = str(Path(sys.executable).parent)  # nbgrader runs `alembic` from PATH
+    tools_on_path()
+    return NbGraderAPI(config=config, log_level="ERROR")
+
+
+def tools_on_path() -> None:
+    """nbgrader's Gradebook runs `alembic` from PATH: put this Python's scripts folder there."""
+    tools = str(Path(sys.executable).parent)
     if tools not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = tools + os.pathsep + os.environ.get("PATH", "")
-    return NbGraderAPI(config=config, log_level="ERROR")
 
 
 def first_line(*texts: str | None) -> str:

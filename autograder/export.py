@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder import GradingError
+from autograder.course import tools_on_path
 
 PLAIN_TAIL = ["auto_total", "manual_total", "total", "max", "needs_manual_grading"]
 CANVAS_HEAD = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
@@ -69,6 +70,7 @@ def read_gradebook(db: Path) -> tuple[list[Person], list[tuple[str, float]], lis
     """(students, (assignment, max score) pairs, a result per student and assignment)."""
     from nbgrader.api import Gradebook, MissingEntry
 
+    tools_on_path()
     if not db.is_file():
         raise GradingError(f"no gradebook at {db}: run `autograder grade ... --out {db.parent}` first, "
                            f"or give --out the folder that holds gradebook.db")
