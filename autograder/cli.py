@@ -91,9 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     if args.command == "release":
-        from autograder.release import release
-
         with using(args.course) as course:
+            from autograder.release import release  # after `using`: its defaults name the course's folders
+
             release(args.out or course.exercises, check=not args.no_check, timeout=args.timeout,
                     solutions=course.solutions, only=args.assignment)
     elif args.command == "grade":
