@@ -145,3 +145,56 @@ def test_help_and_version_need_no_extra(installed, tmp_path):
         assert result.returncode == 0 and "--course DIR" in result.stdout, result.stderr
     version = autograder(installed, tmp_path, "--version", prelude=NO_EXTRA)
     assert version.returncode == 0 and version.stdout.strip() == f"autograder {__version__}"
+
+
+# ------------------------------------------------- a JupyterHub class through nbgrader's exchange
+COURSE_ID = "imposter"
+
+
+def nbgrader(cwd: Path, home: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run `nbgrader ARGS` as someone whose home is home (their own Jupyter config and cache)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", course.COURSE_VARIABLE))}
+    env.update(HOME=str(home), JUPYTER_CONFIG_DIR=str(home / ".jupyter"),
+               JUPYTER_DATA_DIR=str(home / ".local/share/jupyter"),
+               PATH=str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""))
+    result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"nbgrader {' '.join(args)}: {result.stderr[-2000:]}"
+    return result
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_exchange_release_fetch_submit_collect_gives_what_grade_reads(course_copy, tmp_path):
+    """book/instructors.md's JupyterHub steps, with the exchange in a temporary folder: what
+    `nbgrader collect` leaves in submitted/ is a class `autograder grade` accepts."""
+    pytest.importorskip("nbgrader", reason="the grading extra is not installed")
+    from autograder.submissions import collect
+
+    exchange = tmp_path / "exchange"
+    exchange.mkdir()
+    on = [f"--course={COURSE_ID}", f"--Exchange.root={exchange}"]
+    released = course_copy / "exercises" / FIRST / f"{FIRST}.ipynb"
+    nbgrader(course_copy, tmp_path / "instructor", "release_assignment", FIRST, *on)
+
+    for student in ("ana", "bo"):
+        home = tmp_path / "home" / student
+        home.mkdir(parents=True)
+        nbgrader(home, home, "fetch_assignment", FIRST, *on)
+        mine = home / FIRST / f"{FIRST}.ipynb"
+        assert mine.read_bytes() == released.read_bytes()
+        nb = json.loads(mine.read_text())
+        nb["cells"].append({"cell_type": "markdown", "id": "mine", "metadata": {}, "source": f"by {student}"})
+        mine.write_text(json.dumps(nb))
+        nbgrader(home, home, "submit", FIRST, f"--student={student}", *on)  # a hub: the login's name
+
+    (course_copy / ".nbgrader").mkdir()  # nbgrader_config.py's scratch gradebook
+    nbgrader(course_copy, tmp_path / "instructor", "collect", FIRST, *on,
+             "--ExchangeCollect.check_owner=False")
+
+    students = collect(course_copy / "submitted", [FIRST], tmp_path / "scratch")
+    assert sorted(s.student for s in students) == ["ana", "bo"]
+    for s in students:
+        assert not s.problems, s.problems
+        path = s.notebooks[FIRST]
+        assert path == course_copy / "submitted" / s.student / FIRST / f"{FIRST}.ipynb"
+        assert f"by {s.student}" in path.read_text()
