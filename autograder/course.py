@@ -19,8 +19,11 @@ from pathlib import Path
 
 from autograder import GradingError
 
-REPO = Path(__file__).resolve().parents[1]  # where the package runs from: a checkout or site-packages
 CONFIG = "nbgrader_config.py"
+PARENT = Path(__file__).resolve().parents[1]  # a checkout, or site-packages when installed
+# The checkout the package runs from, which the sandbox never shows a student's kernel; when
+# installed there is none, and the package's own folder stands in (site-packages must stay visible).
+REPO = PARENT if (PARENT / "pyproject.toml").is_file() else Path(__file__).resolve().parent
 COURSE_VARIABLE = "AUTOGRADER_COURSE"  # the chosen course folder, inherited by grading workers
 NO_COURSE = "no course folder: run from a folder with nbgrader_config.py, or give --course DIR"
 GRADING_VARIABLE = "CASESTUDY_GRADING"  # the notebooks then always use the synthetic data

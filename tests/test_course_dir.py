@@ -80,6 +80,17 @@ def test_release_from_an_install_with_course_and_from_inside_it(installed, cours
     assert "### BEGIN SOLUTION" not in released_text(course_copy / "exercises")
 
 
+def test_an_install_keeps_its_packages_visible_to_the_sandbox(installed, tmp_path):
+    """Installed, there is no checkout to hide: site-packages stays in the kernel's allow-list."""
+    pytest.importorskip("zmq", reason="the grading extra is not installed")
+    show = "import autograder.sandbox as s; print(s.REPO); print(*s.code_paths(), sep=chr(10))"
+    result = subprocess.run([sys.executable, "-c", show], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(installed)}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    repo, *paths = result.stdout.splitlines()
+    assert Path(repo) != installed and str(installed) in paths
+
+
 def test_a_folder_without_nbgrader_config_is_no_course(installed, tmp_path):
     result = autograder(installed, tmp_path, "release", "--course", str(tmp_path))
     assert result.returncode == 2
