@@ -90,8 +90,8 @@ def current() -> Course:
 
 @contextlib.contextmanager
 def using(folder: Path | None):
-    """Make folder (None: the one found from the current folder) this process's course."""
-    course = read_course(folder) if folder is not None else find_course()
+    """Make folder (None: the current one, see `current`) this process's course."""
+    course = read_course(folder) if folder is not None else current()
     before = os.environ.get(COURSE_VARIABLE)
     os.environ[COURSE_VARIABLE] = str(course.root)
     try:
