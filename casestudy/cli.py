@@ -217,9 +217,15 @@ def describe_os_error(err: OSError) -> str:
 def save_traceback(where: str) -> Path:
     """Write the current exception's traceback to a file; return its path."""
     text = f"{where} (casestudy {__version__}, Python {sys.version.split()[0]})\n{traceback.format_exc()}"
-    with tempfile.NamedTemporaryFile("w", prefix="casestudy-error-", suffix=".txt", delete=False) as file:
-        file.write(text)
-    return Path(file.name)
+    for folder in (None, Path.cwd(), Path.home()):  # the temporary folder, else here, else home
+        try:
+            with tempfile.NamedTemporaryFile("w", prefix="casestudy-error-", suffix=".txt", dir=folder,
+                                             delete=False) as file:
+                file.write(text)
+            return Path(file.name)
+        except OSError:
+            continue
+    return Path("(nowhere: no folder could be written)")
 
 
 def interrupted_note(args: argparse.Namespace, current: str | None) -> str:
@@ -313,6 +319,9 @@ def run_all(config: RunConfig, progress: bool = True, overwrite: bool = False,
     started, seconds = time.perf_counter(), {}
     run = RunFolder.of(config)
     with run.lock("casestudy run"):
+        if run.last.exists() and not overwrite:  # refuse before the EDA replaces anything
+            raise CaseStudyError(f"{run.path} already holds a trained run: replace it with --overwrite, "
+                                 f"or pick another --name")
         for name in ["data", *stages.NAMES]:
             print(f"== {name}", flush=True)
             running["stage"], begin = name, time.perf_counter()

@@ -241,12 +241,19 @@ def allowed(f: dataclasses.Field, kind: str = "") -> str:
         return " or ".join(meta["choices"])
     noun = {"int": "an integer", "float": "a number", "bool": "true or false",
             "list[str]": "one value or a list"}.get(f.type, kind or "a text")
-    low, high = meta["low"], meta["high"]
+    low, high = number(meta["low"]), number(meta["high"])
     if low is not None and high is not None:
-        return f"{noun} from {low:g} to {high:g}"
+        return f"{noun} from {low} to {high}"
     if low is not None:
-        return f"{noun} >= {low:g}"
+        return f"{noun} >= {low}"
     return kind or noun
+
+
+def number(value) -> str | None:
+    """A bound as a reader writes it: 4294967295, 0.99, 1 (not 4.29497e+09 or 1.0)."""
+    if value is None:
+        return None
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 # ---------------------------------------------------------------- presets and files
