@@ -251,6 +251,8 @@ def settle_run(args: argparse.Namespace, config: RunConfig) -> RunConfig:
     stage = stages.BY_NAME.get(args.command)
     run = RunFolder.of(config)
     resuming = args.command == "train" and args.resume
+    if resuming and args.overwrite:
+        raise CaseStudyError("--resume continues the run and --overwrite replaces it: choose one")
     if (stage is not None and stage.on_trained_run) or resuming:
         if resuming and not run.last.is_file():
             raise CaseStudyError(f"nothing to resume: {run.last} does not exist; train without --resume")

@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 import torch
 
-from casestudy import cli, files
+from casestudy import cli, files, plots
 from casestudy.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,6 +99,7 @@ BAD_SETTINGS = [
     ("synthetic-size", "data synthetic", "--synthetic-size", "8", "synthetic_size: 8",
      ["synthetic_size", "8"]),
     ("data-empty", "data index", "--data", "", "data: ''", ["data", "non-empty"]),
+    ("max-per-class", "data index", "--max-per-class", "-1", "max_per_class: -1", ["max_per_class", "-1"]),
 ]
 
 
@@ -189,6 +190,14 @@ def test_a_wrong_command_line_is_one_line(argv, needles, roots, capsys):
         code = exit_.code
     assert_one_line(code, capsys.readouterr().err, *needles)
     assert_nothing_started(runs, data_root)
+
+
+@pytest.mark.parametrize("flag", ["--runs-root", "--data-root"])
+def test_an_empty_folder_setting_is_one_line(flag, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = call(["train", "--epochs", "1", flag, ""], capsys)
+    assert_one_line(code, err, flag[2:].replace("-", "_"), "non-empty")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_config_file_parses_numbers_and_accepts_a_single_value_for_a_list(tmp_path):
@@ -457,6 +466,12 @@ def test_a_test_image_changed_after_training_is_named(trained, copy_of, how, sta
     assert snapshot(run) == before
 
 
+def test_resume_and_overwrite_together_are_refused(trained, capsys):
+    code, _, err = call(["train", "--resume", "--overwrite", *trained["place"]], capsys)
+    assert_one_line(code, err, "--resume", "--overwrite")
+    assert snapshot(trained["run"]) == trained["snapshot"]
+
+
 def test_resume_with_nothing_to_resume(trained, capsys):
     code, _, err = call(["train", "--resume", *trained["place"][:-1], "fresh"], capsys)
     assert_one_line(code, err, "nothing to resume", "last.pt")
@@ -566,28 +581,34 @@ def test_an_unexpected_error_is_one_line_with_a_saved_traceback(copy_of, monkeyp
         saved.unlink()
 
 
-@pytest.mark.parametrize("code_, needles", [
-    (errno.ENOSPC, ["no space left", "report.md"]),
-    (errno.EROFS, ["cannot write", "report.md"]),
-    (errno.EACCES, ["cannot write", "report.md"]),
-    (errno.EDQUOT, ["report.md"]),
-    (errno.EIO, ["report.md"]),
-], ids=["ENOSPC", "EROFS", "EACCES", "EDQUOT", "EIO"])
-def test_a_failing_disk_is_one_line_and_keeps_the_old_file(copy_of, monkeypatch, code_, needles, capsys):
+@pytest.mark.parametrize("stage, code_, needles", [
+    ("report", errno.ENOSPC, ["no space left", "report.md"]),
+    ("report", errno.EROFS, ["cannot write", "report.md"]),
+    ("report", errno.EACCES, ["cannot write", "report.md"]),
+    ("report", errno.EDQUOT, ["report.md"]),
+    ("report", errno.EIO, ["report.md"]),
+    ("evaluate", errno.ENOSPC, ["no space left", ".png"]),
+    ("tsne", errno.ENOSPC, ["no space left", "embeddings.npz"]),
+    ("gradcam", errno.EROFS, ["cannot write", ".png"]),
+], ids=["report-ENOSPC", "report-EROFS", "report-EACCES", "report-EDQUOT", "report-EIO",
+        "evaluate-ENOSPC", "tsne-ENOSPC", "gradcam-EROFS"])
+def test_a_failing_disk_is_one_line_and_keeps_the_old_files(copy_of, monkeypatch, stage, code_, needles,
+                                                            capsys, one_thread_torch):
     place, run = copy_of
     real = files.atomic_write
 
     @contextlib.contextmanager
-    def failing(path, mode="wb"):
+    def failing(path, mode="wb"):  # the write happens, then the disk refuses to keep it
         with real(path, mode) as file:
             yield file
             raise OSError(code_, os.strerror(code_), str(path))
 
     monkeypatch.setattr(files, "atomic_write", failing)
+    monkeypatch.setattr(plots, "atomic_write", failing)
     before = snapshot(run)
-    code, _, err = call(["report", *place], capsys)
+    code, _, err = call([stage, *place], capsys)
     assert_one_line(code, err, *needles)
-    assert snapshot(run) == before and not list(run.glob(".*.tmp"))
+    assert snapshot(run) == before and not list(run.rglob(".*.tmp"))
 
 
 @contextlib.contextmanager
@@ -754,3 +775,18 @@ def test_evaluating_a_run_on_a_read_only_disk_is_one_line_and_keeps_it(copy_of, 
         assert snapshot(frozen / "tiny") == before
     finally:
         subprocess.run(["umount", "-l", str(frozen)], check=False)
+
+
+def test_ctrl_c_during_the_training_stage_of_run_names_the_later_stages(trained, tmp_path, monkeypatch,
+                                                                         capsys):
+    def interrupted(config, resume=False, overwrite=False, progress=True):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("casestudy.train.train", interrupted)
+    monkeypatch.setattr("casestudy.eda.run_eda", lambda config, progress=True: {  # the EDA is not tested here
+        "files": {"found": 0, "used": 0, "skipped": {}}, "answers": {}, "skipped": {}, "seconds": 0})
+    monkeypatch.setattr("casestudy.cli.show_eda", lambda summary, config: None)
+    code, _, err = call(["run", *TINY, "--epochs", "1", "--runs-root", str(tmp_path / "runs"),
+                         "--data-root", str(trained["data"]), "--name", "whole"], capsys)
+    assert_one_line(code, err, "interrupted", "last.pt", "casestudy train --name whole --resume",
+                    "evaluate, tsne, gradcam, report", status=130)
