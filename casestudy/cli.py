@@ -253,7 +253,12 @@ def settle_run(args: argparse.Namespace, config: RunConfig) -> RunConfig:
     resuming = args.command == "train" and args.resume
     if resuming and args.overwrite:
         raise CaseStudyError("--resume continues the run and --overwrite replaces it: choose one")
-    if (stage is not None and stage.on_trained_run) or resuming:
+    untrained_report = args.command == "report" and not run.is_trained()  # the EDA alone: its settings
+    if untrained_report and not run.eda_summary.is_file():
+        raise CaseStudyError(f"run {run.name!r} has nothing to report: {run.best} and {run.eda_summary} do "
+                             f"not exist; run `casestudy eda --name {run.name}` or `casestudy train "
+                             f"--name {run.name}` first")
+    if (stage is not None and stage.on_trained_run and not untrained_report) or resuming:
         if resuming and not run.last.is_file():
             raise CaseStudyError(f"nothing to resume: {run.last} does not exist; train without --resume")
         return run.trained_config(config, explicit_settings(args))

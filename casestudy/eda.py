@@ -25,6 +25,7 @@ from sklearn.preprocessing import StandardScaler
 from casestudy import CaseStudyError, data, files
 
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 weights of R, G, B
+MIN_SIDE = 3  # pixels: the 4-neighbour Laplacian has no interior pixel below 3 x 3
 RADIAL_BINS = 64  # bins from DC to the Nyquist frequency; the corners add about 27 more
 SCALARS = ["width", "height", "aspect", "mean_r", "mean_g", "mean_b", "luminance",
            "fft_magnitude", "laplacian_var"]
@@ -121,10 +122,23 @@ def radial_average(values: np.ndarray, n_bins: int = RADIAL_BINS) -> np.ndarray:
     return means.reshape(*values.shape[:-2], means.shape[-1])
 
 
+def too_small(height: int, width: int) -> str | None:
+    """Why an image is too small to measure (the Laplacian needs an interior pixel); None if it is not."""
+    if min(height, width) < MIN_SIDE:
+        return (f"too small to measure ({width} x {height} px; the sharpness needs at least "
+                f"{MIN_SIDE} x {MIN_SIDE})")
+    return None
+
+
 def image_features(rgb: np.ndarray) -> dict:
-    """Every scalar feature of one (H, W, 3) image, and its radial power spectrum."""
+    """Every scalar feature of one (H, W, 3) image, and its radial power spectrum.
+
+    Raises ValueError for an image under MIN_SIDE pixels high or wide.
+    """
     g = grey(rgb)
     h, w = g.shape
+    if too_small(h, w):
+        raise ValueError(f"image {too_small(h, w)}")
     magnitude = np.abs(fft.fft2(g))  # one FFT for both spectral features
     colour = mean_colour(rgb)
     r, gr, b = colour.tolist()
@@ -136,7 +150,10 @@ def image_features(rgb: np.ndarray) -> dict:
 
 def _features_of_file(path: str) -> dict:
     try:
-        return image_features(np.asarray(data.read_rgb(path)))
+        rgb = np.asarray(data.read_rgb(path))
+        if too_small(*rgb.shape[:2]):
+            return {"error": too_small(*rgb.shape[:2])}
+        return image_features(rgb)
     except (OSError, ValueError, data.Image.DecompressionBombError) as err:
         return {"error": f"{type(err).__name__}: {err}"}
 
@@ -145,7 +162,7 @@ def compute_features(paths: list[str], progress: bool = True, workers: int = 0):
     """Decode each image at its own size and measure it, in parallel over all cores.
 
     Return (table of scalar features per readable image, log10 spectra (N, n_freq),
-    {path: reason} of the files that could not be read).
+    {path: reason} of the files that could not be read or are too small to measure).
     """
     rows, spectra, skipped = [], [], {}
     measured = files.parallel_map(_features_of_file, paths, "eda features", "img", progress, workers)

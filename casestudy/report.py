@@ -126,12 +126,16 @@ def read_json(path: Path) -> dict:
 def write_report(config: RunConfig, progress: bool = False) -> Path:
     """Assemble runs/<name>/report.md from what the stages wrote, with the run's own settings."""
     folder = RunFolder.of(config)
-    config = folder.trained_config(config)
+    trained = folder.is_trained()
+    config = folder.trained_config(config) if trained else config
     run = folder.path
     lines = [f"# Who's the Imposter? Report of run `{config.name}`", ""]
     if data.is_synthetic(config.data):
         lines += [f"> **{plots.SYNTHETIC_TAG}.** This run used the embedded synthetic dataset; "
                   "its numbers show that the pipeline works, not how well fakes are detected.", ""]
+    if not trained:
+        lines += ["> This run has not been trained yet: the report holds what the stages run so far "
+                  "wrote, and the settings below are those it was asked with.", ""]
     lines += [settings_line(config),
               "- labels: real = 0, fake = 1; precision, recall and F1 treat **fake** as positive",
               "- settings: [config.yaml](config.yaml); split: [split.csv](split.csv); "

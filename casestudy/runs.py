@@ -140,9 +140,11 @@ class RunFolder:
     def read_split(self):
         import pandas as pd
 
+        from casestudy.files import read_csv
+
         try:
-            rows = pd.read_csv(self.split, dtype={"path": str, "split": str, "sha256": str},
-                               keep_default_na=False)
+            rows = read_csv(self.split, dtype={"path": str, "split": str, "sha256": str},
+                            keep_default_na=False)
         except (OSError, ValueError, pd.errors.ParserError) as err:
             raise CaseStudyError(f"{self.split} is damaged ({str(err).splitlines()[0]}); train the run "
                                  f"again with `casestudy train --name {self.name} --overwrite`") from None
