@@ -173,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     running = {"stage": None}
     try:
         config = config_from(args)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command != "train":
+            raise CaseStudyError(f"under torchrun only `casestudy train` runs on several processes; "
+                                 f"run `casestudy {args.command}` without torchrun")
         if args.command in stages.BY_NAME or args.command == "run":
             config = settle_run(args, config)
         dispatch(args, config, not args.quiet, running)
@@ -269,9 +272,6 @@ def settle_run(args: argparse.Namespace, config: RunConfig) -> RunConfig:
 
 
 def dispatch(args: argparse.Namespace, config: RunConfig, progress: bool, running: dict) -> None:
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command != "train":
-        raise CaseStudyError(f"under torchrun only `casestudy train` runs on several processes; "
-                             f"run `casestudy {args.command}` without torchrun")
     if args.command == "data":
         run_data_action(args, config, progress)
     elif args.command == "run":
