@@ -43,6 +43,7 @@ def setting(default, help: str, role: str = RUN, stages: tuple = TRAIN_STAGES, l
 
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+MAX_NAME = 100  # a run name is a folder name: well below any file system's limit
 PERTURBATION = r"(jpeg:(100|[1-9][0-9]?)|downscale:0?\.[0-9]*[1-9][0-9]*|blur:[0-9]*\.?[0-9]+)"
 
 
@@ -51,8 +52,8 @@ class RunConfig:
     """Every setting of one run; saved into the run folder and every checkpoint."""
 
     name: str = setting("demo", "run name: results go to <runs-root>/<name>/", PLACE, RUN_STAGES,
-                        pattern=NAME, allowed="a plain name: letters, digits, '.', '_' or '-', "
-                        "no '/' and not starting with '.'")
+                        pattern=NAME, allowed=f"a plain name of at most {MAX_NAME} letters, digits, '.', "
+                        "'_' or '-', no '/' and not starting with '.'")
     data: str = setting("synthetic", "'synthetic' or a folder with real/ and fake/ below it",
                         stages=DATA_STAGES)
     data_root: str = setting("data", "where datasets, indexes and caches are kept", PLACE,
@@ -226,7 +227,7 @@ def check_text(f: dataclasses.Field, text: str) -> None:
         raise ValueError()
     if meta["pattern"] and not re.fullmatch(meta["pattern"], text):
         raise ValueError()
-    if f.name == "name" and ".." in text:
+    if f.name == "name" and (".." in text or len(text) > MAX_NAME):
         raise ValueError()
     if not text and f.name in ("data", "data_root", "runs_root"):
         raise ValueError("a non-empty path")

@@ -79,6 +79,7 @@ BAD_SETTINGS = [
     ("name-parent", "evaluate", "--name", "../x", "name: ../x", ["name", "../x", "plain name"]),
     ("name-slash", "report", "--name", "a/b", "name: a/b", ["name", "a/b", "plain name"]),
     ("name-hidden", "train", "--name", ".hidden", "name: .hidden", ["name", ".hidden", "plain name"]),
+    ("name-long", "train", "--name", "a" * 300, "name: " + "a" * 300, ["name", "a" * 300, "at most 100"]),
     ("name-dots", "tsne", "--name", "a..b", "name: a..b", ["name", "a..b"]),
     ("perturbation-unknown", "evaluate", "--perturbations", "sepia:1", "perturbations: sepia:1",
      ["perturbations", "sepia:1", "jpeg:Q"]),
@@ -331,6 +332,8 @@ CONTRADICTIONS = [  # (flag, value, needles): a run setting that differs from th
     ("--data", "elsewhere", ["data 'elsewhere'", "the run has 'synthetic'"]),
     ("--epochs", "3", ["epochs 3", "the run has 1"]),
     ("--weights", "imagenet", ["weights 'imagenet'", "the run has 'none'"]),
+    ("--lr", "0.1", ["lr 0.1", "the run has 0.001"]),
+    ("--synthetic-per-class", "30", ["synthetic_per_class 30", "the run has 20"]),
 ]
 
 
@@ -340,6 +343,16 @@ def test_a_flag_that_contradicts_the_run_is_refused(trained, stage, flag, value,
     code, _, err = call([*stage.split(), *trained["place"], flag, value], capsys)
     assert_one_line(code, err, "tiny", *needles)
     assert snapshot(trained["run"]) == trained["snapshot"]
+
+
+def test_a_config_file_of_stage_settings_only_is_accepted_on_a_trained_run(copy_of, tmp_path, capsys,
+                                                                            one_thread_torch):
+    place, run = copy_of
+    preset = tmp_path / "stage.yaml"
+    preset.write_text("perturbations: blur:2.0\ntsne_max_points: 5\n")
+    code, _, err = call(["evaluate", *place, "--config", str(preset)], capsys)
+    assert code == 0, err
+    assert list(__import__("json").loads((run / "metrics.json").read_text())["perturbations"]) == ["blur:2.0"]
 
 
 def test_a_preset_chosen_for_a_trained_run_must_agree_with_it(trained, capsys):
@@ -654,13 +667,15 @@ def test_a_read_only_runs_root_is_one_line(trained, tmp_path, capsys):
     assert_one_line(code, err, "cannot write", str(runs))
 
 
-def test_a_runs_root_that_is_a_file_is_one_line(trained, tmp_path, capsys):
-    runs = tmp_path / "runs"
-    runs.write_text("not a folder")
+@pytest.mark.parametrize("below", [False, True], ids=["a-file", "below-a-file"])
+def test_a_runs_root_that_is_a_file_is_one_line(trained, tmp_path, below, capsys):
+    blocker = tmp_path / "runs"
+    blocker.write_text("not a folder")
+    runs = blocker / "deeper" if below else blocker
     code, _, err = call(["train", *TINY, "--epochs", "1", "--runs-root", str(runs), "--data-root",
                          str(trained["data"]), "--name", "x"], capsys)
     assert_one_line(code, err, str(runs))
-    assert runs.read_text() == "not a folder"
+    assert blocker.read_text() == "not a folder"
 
 
 def test_a_last_training_batch_of_one_image_trains(trained, tmp_path, capsys, one_thread_torch):
