@@ -253,6 +253,9 @@ def fit(config: RunConfig, resume: bool, overwrite: bool, progress: bool, rank: 
     history, start, best_acc = [], 0, -1.0
     if resume:
         last = read_last(run_dir)
+        if last["epoch"] + 1 >= config.epochs:  # before anything is rewritten
+            raise CaseStudyError(f"nothing to resume: run {config.name!r} finished its {config.epochs} "
+                                 f"epoch(s); evaluate it, or train a longer run with another --name")
         net.load_state_dict(last["model"])
         optimizer.load_state_dict(last["optimizer"])
         scheduler.load_state_dict(last["scheduler"])

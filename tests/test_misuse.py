@@ -485,6 +485,12 @@ def test_resume_and_overwrite_together_are_refused(trained, capsys):
     assert snapshot(trained["run"]) == trained["snapshot"]
 
 
+def test_resuming_a_finished_run_changes_nothing(trained, capsys):
+    code, _, err = call(["train", "--resume", *trained["place"]], capsys)
+    assert_one_line(code, err, "nothing to resume", "finished its 1 epoch")
+    assert snapshot(trained["run"]) == trained["snapshot"]
+
+
 def test_resume_with_nothing_to_resume(trained, capsys):
     code, _, err = call(["train", "--resume", *trained["place"][:-1], "fresh"], capsys)
     assert_one_line(code, err, "nothing to resume", "last.pt")
@@ -543,7 +549,7 @@ def test_the_lock_of_a_killed_process_is_taken_over(held, capsys, one_thread_tor
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     assert f"process {holder.pid}" in (run / ".lock").read_text()
-    code, out, err = call(["train", "--resume", *place], capsys)  # its one epoch is done: no training
+    code, out, err = call(["train", "--overwrite", *TINY, "--epochs", "1", *place], capsys)
     assert code == 0, err
     assert f"process {os.getpid()}" in (run / ".lock").read_text()
 
