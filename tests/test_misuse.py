@@ -651,7 +651,7 @@ def test_training_into_a_full_disk_is_one_line_and_leaves_no_half_checkpoint(tra
     with tmpfs(tmp_path / "small", "size=200k") as small:
         code, _, err = call(["train", *TINY, "--epochs", "1", "--runs-root", str(small),
                              "--data-root", str(trained["data"]), "--name", "full"], capsys)
-        assert_one_line(code, err, "no space left", "--runs-root")
+        assert_one_line(code, err, "no space left", "checkpoint.pt", "--runs-root")
         run = small / "full"
         assert not (run / "checkpoint.pt").exists() and not (run / "last.pt").exists()
         assert not list(run.glob(".*.tmp"))
