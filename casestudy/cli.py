@@ -178,11 +178,13 @@ def main(argv: list[str] | None = None) -> int:
                                  f"run `casestudy {args.command}` without torchrun")
         if args.command in stages.BY_NAME or args.command == "run":
             config = settle_run(args, config)
+        running["config"] = config
         dispatch(args, config, not args.quiet, running)
     except CaseStudyError as err:
         return fail(where, str(err))
     except KeyboardInterrupt:
-        print(f"\n{where}: interrupted; {interrupted_note(args, running['stage'])}", file=sys.stderr)
+        note = interrupted_note(args, running["stage"], running.get("config"))
+        print(f"\n{where}: interrupted; {note}", file=sys.stderr)
         return 130
     except OSError as err:
         return fail(where, describe_os_error(err))
@@ -231,16 +233,21 @@ def save_traceback(where: str) -> Path:
     return Path("(nowhere: no folder could be written)")
 
 
-def interrupted_note(args: argparse.Namespace, current: str | None) -> str:
+def interrupted_note(args: argparse.Namespace, current: str | None, config: RunConfig | None = None
+                     ) -> str:
     """What Ctrl-C kept, and what to run next, for the stage that was running."""
-    name = getattr(args, "name", None) or "<name>"
+    name = config.name if config else getattr(args, "name", None) or "<name>"
     if args.command == "data":
         return "nothing half-written was kept (verified files and finished indexes stay); run it again"
     stage = stages.BY_NAME.get(current or args.command)
     if stage is None:
         return f"nothing half-written was kept; run `casestudy {args.command}` again"
-    runs_root = getattr(args, "runs_root", None) or "runs"
-    note = stage.interrupted.format(name=name, last=Path(runs_root) / name / "last.pt")
+    runs_root = config.runs_root if config else getattr(args, "runs_root", None) or "runs"
+    last = Path(runs_root) / name / "last.pt"
+    note = stage.interrupted.format(name=name, last=last)
+    if stage.name == "train" and not last.is_file():
+        note = (f"no epoch had finished, so no checkpoint was kept; run `casestudy train --name {name}` "
+                f"again")
     if args.command == "run":
         later = stages.NAMES[stages.NAMES.index(stage.name) + 1:]
         note += f"; then run the later stages: {', '.join(later)}" if later else ""

@@ -809,5 +809,19 @@ def test_ctrl_c_during_the_training_stage_of_run_names_the_later_stages(trained,
     monkeypatch.setattr("casestudy.cli.show_eda", lambda summary, config: None)
     code, _, err = call(["run", *TINY, "--epochs", "1", "--runs-root", str(tmp_path / "runs"),
                          "--data-root", str(trained["data"]), "--name", "whole"], capsys)
-    assert_one_line(code, err, "interrupted", "last.pt", "casestudy train --name whole --resume",
+    assert_one_line(code, err, "interrupted", "no epoch had finished", "casestudy train --name whole",
                     "evaluate, tsne, gradcam, report", status=130)
+    assert "--resume" not in err  # there is nothing to resume
+
+
+def test_ctrl_c_names_the_run_of_a_config_file(copy_of, tmp_path, monkeypatch, capsys):
+    place, run = copy_of
+    preset = tmp_path / "mine.yaml"
+    preset.write_text(f"name: tiny\nruns_root: {run.parent}\n")
+
+    def interrupted(config, progress=True):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("casestudy.embed.run_tsne", interrupted)
+    code, _, err = call(["tsne", "--config", str(preset), *place[2:4], "--device", "cpu"], capsys)
+    assert_one_line(code, err, "casestudy tsne --name tiny", status=130)
