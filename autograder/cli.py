@@ -32,11 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="refuse to grade where bubblewrap cannot sandbox the students' code "
                           "(default: grade unsandboxed, with a warning)")
     gra.add_argument("--memory-mb", type=int, default=box.memory_mb,
-                     help=f"memory of each student's kernel, MB (default {box.memory_mb})")
+                     help=f"memory of each student's sandbox, all its processes together, MB "
+                          f"(default {box.memory_mb})")
     gra.add_argument("--cpu-seconds", type=int, default=box.cpu_seconds,
                      help=f"CPU time of each student's kernel (default {box.cpu_seconds})")
     gra.add_argument("--max-output-mb", type=float, default=2,
                      help="output kept per cell, MB; more is cut (default 2)")
+    gra.add_argument("--max-notebook-output-mb", type=float, default=10,
+                     help="output kept per notebook, MB; more is cut (default 10)")
     chk = sub.add_parser("check", help="run a notebook and show its visible-test score")
     chk.add_argument("notebook", type=Path)
     for p in (rel, gra, chk):
@@ -57,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
 
             box = Sandbox(memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds)
             grade(args.submissions, args.out, args.timeout, max(1, args.jobs), only=args.assignment,
-                  box=box, require_sandbox=args.require_sandbox, max_output_mb=args.max_output_mb)
+                  box=box, require_sandbox=args.require_sandbox, max_output_mb=args.max_output_mb,
+                  max_notebook_output_mb=args.max_notebook_output_mb)
         else:
             from autograder.check import check
 

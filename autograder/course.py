@@ -28,9 +28,9 @@ def assignments(solutions: Path = SOLUTIONS) -> list[str]:
 
 
 def nbgrader_config(root: Path, timeout: int = DEFAULT_TIMEOUT, source: str = "source",
-                    release: str = "release", sandbox=None, max_output_mb: float = 2) -> Config:
-    """Return the repository's nbgrader settings, for a course folder at root; with a sandbox
-    (autograder.sandbox.Sandbox), autograding runs each kernel in it with capped output."""
+                    release: str = "release") -> Config:
+    """Return the repository's nbgrader settings, for a course folder at root (execute.guard
+    then makes autograding run each kernel sandboxed)."""
     config = PyFileConfigLoader("nbgrader_config.py", path=str(REPO)).load_config()
     course = config.CourseDirectory
     course.root = str(root)
@@ -42,16 +42,6 @@ def nbgrader_config(root: Path, timeout: int = DEFAULT_TIMEOUT, source: str = "s
     config.Execute.iopub_timeout = 30  # late output on a busy machine is not a failed notebook
     config.Execute.raise_on_iopub_timeout = False
     config.Exchange.root = str(root / "exchange")  # unused; nbgrader wants a writable one
-    if sandbox is not None:
-        from nbgrader.converters import Autograde
-        from nbgrader.preprocessors import Execute
-
-        from autograder.execute import GuardedExecute
-
-        steps = Autograde.class_traits()["autograde_preprocessors"].default()
-        config.Autograde.autograde_preprocessors = [GuardedExecute if s is Execute else s for s in steps]
-        config.GuardedExecute.max_output = int(max_output_mb * 2**20)
-        config.SandboxKernelManager.sandbox = sandbox
     return config
 
 

@@ -103,14 +103,15 @@ def test_collect_accepts_the_usual_shapes(tmp_path):
     (subs / "bad.zip").write_bytes(b"not a zip")
     (subs / "notes.txt").write_text("ignored")
     found = {s.student: s for s in collect(subs, names, tmp_path / "scratch")}
-    assert set(found) == {"ana", "Bo_Li_1234", "cy", "dup", "bad"}
+    assert set(found) == {"ana", "Bo_Li_1234", "cy", "dup", "bad", "notes.txt"}
     assert list(found["ana"].notebooks) == [FIRST]
     assert list(found["Bo_Li_1234"].notebooks) == [FIRST]
     assert sorted(found["cy"].notebooks) == [FIRST, "02_eda"]
     assert not (tmp_path / "evil.ipynb").exists() and not (tmp_path / "scratch" / "evil.ipynb").exists()
     assert "two notebooks for 01_data" in found["dup"].problems[FIRST]
     assert "cannot be read" in found["bad"].problems["*"]
-    assert student_id("Ana María O'Neil") == "Ana_Mar_a_O_Neil"
+    assert found["notes.txt"].problems["*"] == "notes.txt is not a notebook, a folder or a zip"
+    assert student_id("Ana María O'Neil") == "Ana_María_O_Neil"
 
 
 # ---------------------------------------------------------------- a whole class
@@ -188,3 +189,20 @@ def test_gradebook_keeps_the_original_tests(graded):
                 == "test_label_of")
     assert "fake_looking_name" in "".join(test["source"]), "hidden tests restored"
     assert test["metadata"]["nbgrader"]["points"] == 2
+
+
+def test_autograder_modules_import_no_circle():
+    """course <- sandbox <- execute: no module imports one that imports it back (even lazily)."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "autograder"
+    graph = {p.stem: {n.module.split(".")[1] for n in ast.walk(ast.parse(p.read_text()))
+                      if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("autograder.")}
+             for p in package.glob("*.py")}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(d == goal or (d not in seen and reaches(d, goal, seen | {d}))
+                   for d in graph.get(start, ()))
+
+    assert graph["sandbox"] == {"course"} and "execute" not in graph["course"]
+    assert not [m for m in graph if reaches(m, m, set())], graph
