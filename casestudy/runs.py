@@ -162,9 +162,13 @@ class RunFolder:
         """
         from casestudy import data
 
+        if not self.split.is_file():
+            raise CaseStudyError(f"run {self.name!r} has no {self.split.name} (the images it was split "
+                                 f"into), so its test split cannot be shown to be held out; train it "
+                                 f"again with `casestudy train --name {self.name} --overwrite`")
         index_path = data.prepare_for(config, progress=progress)
         current = data.load_index(index_path)
-        rows = self.read_split() if self.split.is_file() else current[current.split != ""]
+        rows = self.read_split()
         data.check_leakage(rows)
         usable = current[current.status == "ok"].set_index("path")
         wanted = rows[rows.split.isin(splits)]
