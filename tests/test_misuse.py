@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import small_disk
 
 from casestudy import cli, files, plots
 from casestudy.config import load_config
@@ -630,25 +631,9 @@ def test_a_failing_disk_is_one_line_and_keeps_the_old_files(copy_of, monkeypatch
     assert snapshot(run) == before and not list(run.rglob(".*.tmp"))
 
 
-@contextlib.contextmanager
-def tmpfs(where: Path, options: str):
-    """A small tmpfs mounted at where (root only); skip with the reason when it cannot be."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    where.mkdir(parents=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
-                          capture_output=True, text=True)
-    if done.returncode:
-        pytest.skip(f"mount -t tmpfs refused here: {done.stderr.strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
 def test_training_into_a_full_disk_is_one_line_and_leaves_no_half_checkpoint(trained, tmp_path, capsys,
                                                                             one_thread_torch):
-    with tmpfs(tmp_path / "small", "size=200k") as small:
+    with small_disk(tmp_path / "small", "size=200k") as small:
         code, _, err = call(["train", *TINY, "--epochs", "1", "--runs-root", str(small),
                              "--data-root", str(trained["data"]), "--name", "full"], capsys)
         assert_one_line(code, err, "no space left", "checkpoint.pt", "--runs-root")
@@ -660,7 +645,7 @@ def test_training_into_a_full_disk_is_one_line_and_leaves_no_half_checkpoint(tra
 def test_a_read_only_runs_root_is_one_line(trained, tmp_path, capsys):
     place = ["--data-root", str(trained["data"]), "--name", "ro"]
     if os.geteuid() == 0:
-        with tmpfs(tmp_path / "ro", "ro,size=1m") as runs:
+        with small_disk(tmp_path / "ro", "ro,size=1m") as runs:
             code, _, err = call(["train", *TINY, "--epochs", "1", "--runs-root", str(runs), *place], capsys)
     else:
         runs = tmp_path / "ro"
