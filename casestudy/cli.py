@@ -173,13 +173,18 @@ def main(argv: list[str] | None = None) -> int:
     running = {"stage": None}
     try:
         config = config_from(args)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command != "train":
+            raise CaseStudyError(f"under torchrun only `casestudy train` runs on several processes; "
+                                 f"run `casestudy {args.command}` without torchrun")
         if args.command in stages.BY_NAME or args.command == "run":
             config = settle_run(args, config)
+        running["config"] = config
         dispatch(args, config, not args.quiet, running)
     except CaseStudyError as err:
         return fail(where, str(err))
     except KeyboardInterrupt:
-        print(f"\n{where}: interrupted; {interrupted_note(args, running['stage'])}", file=sys.stderr)
+        note = interrupted_note(args, running["stage"], running.get("config"))
+        print(f"\n{where}: interrupted; {note}", file=sys.stderr)
         return 130
     except OSError as err:
         return fail(where, describe_os_error(err))
@@ -217,21 +222,32 @@ def describe_os_error(err: OSError) -> str:
 def save_traceback(where: str) -> Path:
     """Write the current exception's traceback to a file; return its path."""
     text = f"{where} (casestudy {__version__}, Python {sys.version.split()[0]})\n{traceback.format_exc()}"
-    with tempfile.NamedTemporaryFile("w", prefix="casestudy-error-", suffix=".txt", delete=False) as file:
-        file.write(text)
-    return Path(file.name)
+    for folder in (None, Path.cwd(), Path.home()):  # the temporary folder, else here, else home
+        try:
+            with tempfile.NamedTemporaryFile("w", prefix="casestudy-error-", suffix=".txt", dir=folder,
+                                             delete=False) as file:
+                file.write(text)
+            return Path(file.name)
+        except OSError:
+            continue
+    return Path("(nowhere: no folder could be written)")
 
 
-def interrupted_note(args: argparse.Namespace, current: str | None) -> str:
+def interrupted_note(args: argparse.Namespace, current: str | None, config: RunConfig | None = None
+                     ) -> str:
     """What Ctrl-C kept, and what to run next, for the stage that was running."""
-    name = getattr(args, "name", None) or "<name>"
+    name = config.name if config else getattr(args, "name", None) or "<name>"
     if args.command == "data":
         return "nothing half-written was kept (verified files and finished indexes stay); run it again"
     stage = stages.BY_NAME.get(current or args.command)
     if stage is None:
         return f"nothing half-written was kept; run `casestudy {args.command}` again"
-    runs_root = getattr(args, "runs_root", None) or "runs"
-    note = stage.interrupted.format(name=name, last=Path(runs_root) / name / "last.pt")
+    runs_root = config.runs_root if config else getattr(args, "runs_root", None) or "runs"
+    last = Path(runs_root) / name / "last.pt"
+    note = stage.interrupted.format(name=name, last=last)
+    if stage.name == "train" and not last.is_file():
+        note = (f"no epoch had finished, so no checkpoint was kept; run `casestudy train --name {name}` "
+                f"again")
     if args.command == "run":
         later = stages.NAMES[stages.NAMES.index(stage.name) + 1:]
         note += f"; then run the later stages: {', '.join(later)}" if later else ""
@@ -245,7 +261,13 @@ def settle_run(args: argparse.Namespace, config: RunConfig) -> RunConfig:
     stage = stages.BY_NAME.get(args.command)
     run = RunFolder.of(config)
     resuming = args.command == "train" and args.resume
+    if resuming and args.overwrite:
+        raise CaseStudyError("--resume continues the run and --overwrite replaces it: choose one")
     untrained_report = args.command == "report" and not run.is_trained()  # the EDA alone: its settings
+    if untrained_report and not run.eda_summary.is_file():
+        raise CaseStudyError(f"run {run.name!r} has nothing to report: {run.best} and {run.eda_summary} do "
+                             f"not exist; run `casestudy eda --name {run.name}` or `casestudy train "
+                             f"--name {run.name}` first")
     if (stage is not None and stage.on_trained_run and not untrained_report) or resuming:
         if resuming and not run.last.is_file():
             raise CaseStudyError(f"nothing to resume: {run.last} does not exist; train without --resume")
@@ -257,9 +279,6 @@ def settle_run(args: argparse.Namespace, config: RunConfig) -> RunConfig:
 
 
 def dispatch(args: argparse.Namespace, config: RunConfig, progress: bool, running: dict) -> None:
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command != "train":
-        raise CaseStudyError(f"under torchrun only `casestudy train` runs on several processes; "
-                             f"run `casestudy {args.command}` without torchrun")
     if args.command == "data":
         run_data_action(args, config, progress)
     elif args.command == "run":
@@ -314,6 +333,9 @@ def run_all(config: RunConfig, progress: bool = True, overwrite: bool = False,
     started, seconds = time.perf_counter(), {}
     run = RunFolder.of(config)
     with run.lock("casestudy run"):
+        if run.last.exists() and not overwrite:  # refuse before the EDA replaces anything
+            raise CaseStudyError(f"{run.path} already holds a trained run: replace it with --overwrite, "
+                                 f"or pick another --name")
         for name in ["data", *stages.NAMES]:
             print(f"== {name}", flush=True)
             running["stage"], begin = name, time.perf_counter()

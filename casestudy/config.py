@@ -43,6 +43,7 @@ def setting(default, help: str, role: str = RUN, stages: tuple = TRAIN_STAGES, l
 
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+MAX_NAME = 100  # a run name is a folder name: well below any file system's limit
 PERTURBATION = r"(jpeg:(100|[1-9][0-9]?)|downscale:0?\.[0-9]*[1-9][0-9]*|blur:[0-9]*\.?[0-9]+)"
 
 
@@ -51,8 +52,8 @@ class RunConfig:
     """Every setting of one run; saved into the run folder and every checkpoint."""
 
     name: str = setting("demo", "run name: results go to <runs-root>/<name>/", PLACE, RUN_STAGES,
-                        pattern=NAME, allowed="a plain name: letters, digits, '.', '_' or '-', "
-                        "no '/' and not starting with '.'")
+                        pattern=NAME, allowed=f"a plain name of at most {MAX_NAME} letters, digits, '.', "
+                        "'_' or '-', no '/' and not starting with '.'")
     data: str = setting("synthetic", "'synthetic' or a folder with real/ and fake/ below it",
                         stages=DATA_STAGES)
     data_root: str = setting("data", "where datasets, indexes and caches are kept", PLACE,
@@ -226,7 +227,7 @@ def check_text(f: dataclasses.Field, text: str) -> None:
         raise ValueError()
     if meta["pattern"] and not re.fullmatch(meta["pattern"], text):
         raise ValueError()
-    if f.name == "name" and ".." in text:
+    if f.name == "name" and (".." in text or len(text) > MAX_NAME):
         raise ValueError()
     if not text and f.name in ("data", "data_root", "runs_root"):
         raise ValueError("a non-empty path")
@@ -241,12 +242,19 @@ def allowed(f: dataclasses.Field, kind: str = "") -> str:
         return " or ".join(meta["choices"])
     noun = {"int": "an integer", "float": "a number", "bool": "true or false",
             "list[str]": "one value or a list"}.get(f.type, kind or "a text")
-    low, high = meta["low"], meta["high"]
+    low, high = number(meta["low"]), number(meta["high"])
     if low is not None and high is not None:
-        return f"{noun} from {low:g} to {high:g}"
+        return f"{noun} from {low} to {high}"
     if low is not None:
-        return f"{noun} >= {low:g}"
+        return f"{noun} >= {low}"
     return kind or noun
+
+
+def number(value) -> str | None:
+    """A bound as a reader writes it: 4294967295, 0.99, 1 (not 4.29497e+09 or 1.0)."""
+    if value is None:
+        return None
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 # ---------------------------------------------------------------- presets and files

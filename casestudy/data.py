@@ -69,7 +69,8 @@ def check_root(root: str | Path) -> Path:
     """Return the dataset folder, resolved, once it is known to hold real/ and fake/."""
     root = Path(root)
     if not root.is_dir():
-        raise CaseStudyError(f"data folder {shown(root)} does not exist: give a folder with real/ and fake/")
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise CaseStudyError(f"data folder {shown(root)} {what}: give a folder with real/ and fake/")
     root = root.resolve()
     for name in LABELS:
         if not (root / name).is_dir():

@@ -175,6 +175,10 @@ def evaluate(config: RunConfig, eval_data: str | None = None, progress: bool = T
 
 def run_evaluation(config: RunConfig, progress: bool = True) -> list[dict]:
     """Evaluate the run on its test split, then on every dataset of eval_data (`casestudy evaluate`)."""
+    for other in config.eval_data:  # before any work: a wrong folder replaces no result
+        if not all((Path(other) / label).is_dir() for label in CLASS_NAMES):
+            raise CaseStudyError(f"--eval-data {other}: not a folder with {' and '.join(CLASS_NAMES)}/ "
+                                 f"below it")
     return [evaluate(config, progress=progress),
             *[evaluate(config, eval_data=other, progress=progress) for other in config.eval_data]]
 

@@ -5,12 +5,13 @@ Book chapter 07_report.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import pandas as pd
 
-from casestudy import data, files, plots
+from casestudy import CaseStudyError, data, files, plots
 from casestudy.config import RunConfig
 from casestudy.runs import RunFolder
 
@@ -105,6 +106,23 @@ def settings_line(config: RunConfig) -> str:
             f"{config.crop_padding}, flips {'on' if config.flip else 'off'}, jitter {config.jitter:g}")
 
 
+@contextlib.contextmanager
+def reading(path: Path, remedy: str):
+    """A run file that cannot be read as its stage wrote it is one line: which file, what to run."""
+    try:
+        yield
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as err:  # JSON, CSV, shape
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CaseStudyError(f"{path} is damaged ({why}); {remedy}") from None
+
+
+def read_json(path: Path) -> dict:
+    values = json.loads(Path(path).read_text())
+    if not isinstance(values, dict):
+        raise TypeError("not a JSON object")
+    return values
+
+
 def write_report(config: RunConfig, progress: bool = False) -> Path:
     """Assemble runs/<name>/report.md from what the stages wrote, with the run's own settings."""
     folder = RunFolder.of(config)
@@ -127,23 +145,32 @@ def write_report(config: RunConfig, progress: bool = False) -> Path:
     if index_path.is_file():
         lines += data_section(data.load_index(index_path), index_path,
                               folder.read_split() if folder.split.is_file() else None)
-    lines += eda_section(run)
+    again = f"run `casestudy {{}} --name {config.name}` again"
+    with reading(folder.eda_summary, again.format("eda")):
+        lines += eda_section(run)
     if folder.history.is_file():
-        history = pd.read_csv(folder.history)
-        best = history.loc[history.val_acc.idxmax()]
-        lines += ["## Training", "", f"Best validation accuracy {best.val_acc:.3f} at epoch "
-                  f"{int(best.epoch)} of {len(history)} ([history.csv](history.csv)).", ""]
+        with reading(folder.history, f"train the run again with `casestudy train --name {config.name} "
+                     f"--overwrite`"):
+            history = pd.read_csv(folder.history)
+            best = history.loc[history.val_acc.idxmax()]
+            lines += ["## Training", "", f"Best validation accuracy {best.val_acc:.3f} at epoch "
+                      f"{int(best.epoch)} of {len(history)} ([history.csv](history.csv)).", ""]
     if folder.metrics.is_file():
-        metrics = json.loads(folder.metrics.read_text())
-        rows = {"test (clean)": metrics, **metrics.get("perturbations", {})}
-        c = metrics["confusion"]
-        lines += ["## Evaluation", "", *metrics_table(rows), "",
-                  f"Confusion: {c['tp']} fakes caught, {c['fn']} fakes missed, {c['fp']} real "
-                  f"images called fake, {c['tn']} real images passed ([metrics.json](metrics.json)).",
-                  ""]
+        with reading(folder.metrics, again.format("evaluate")):
+            metrics = read_json(folder.metrics)
+            rows = {"test (clean)": metrics, **metrics.get("perturbations", {})}
+            c = metrics["confusion"]
+            lines += ["## Evaluation", "", *metrics_table(rows), "",
+                      f"Confusion: {c['tp']} fakes caught, {c['fn']} fakes missed, {c['fp']} real "
+                      f"images called fake, {c['tn']} real images passed ([metrics.json](metrics.json)).",
+                      ""]
     others = sorted((run / "eval").glob("*/metrics.json")) if (run / "eval").is_dir() else []
-    if others:
-        rows = {p.parent.name: json.loads(p.read_text()) for p in others}
+    rows = {}
+    for path in others:
+        with reading(path, again.format("evaluate") + " with --eval-data"):
+            rows[path.parent.name] = read_json(path)
+            metric_row(path.parent.name, rows[path.parent.name])
+    if rows:
         lines += ["## Other datasets", "", *metrics_table(rows), ""]
     lines += ["## Figures", "", *figure_lines(run, FIGURES)]
     return files.write_text("\n".join(lines), folder.report)

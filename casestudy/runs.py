@@ -71,9 +71,12 @@ class RunFolder:
 
     def saved_config(self) -> RunConfig:
         """The settings the run was trained with (config.yaml), checked like any other."""
-        if not self.config.is_file() or not self.best.is_file():
+        if not self.best.is_file():
             raise CaseStudyError(f"run {self.name!r} has not been trained: {self.best} does not exist; "
                                  f"run `casestudy train --name {self.name}` first")
+        if not self.config.is_file():
+            raise CaseStudyError(f"run {self.name!r} lacks {self.config} (its settings); restore it, or "
+                                 f"train the run again with `casestudy train --name {self.name} --overwrite`")
         try:
             values = yaml.safe_load(self.config.read_text())
         except (yaml.YAMLError, OSError, UnicodeDecodeError) as err:
@@ -83,7 +86,11 @@ class RunFolder:
             raise CaseStudyError(f"{self.config} is damaged (not a mapping of settings); train the run "
                                  f"again with `casestudy train --name {self.name} --overwrite`")
         values = {k: v for k, v in values.items() if k in FIELDS}  # settings a later version dropped
-        return from_dict({**values, "name": self.name, "runs_root": str(self.path.parent)})
+        try:
+            return from_dict({**values, "name": self.name, "runs_root": str(self.path.parent)})
+        except CaseStudyError as err:
+            raise CaseStudyError(f"{self.config} is damaged ({err}); restore it, or train the run again "
+                                 f"with `casestudy train --name {self.name} --overwrite`") from None
 
     def trained_config(self, config: RunConfig, explicit=None, saved: RunConfig | None = None
                        ) -> RunConfig:
@@ -155,9 +162,13 @@ class RunFolder:
         """
         from casestudy import data
 
+        if not self.split.is_file():
+            raise CaseStudyError(f"run {self.name!r} has no {self.split.name} (the images it was split "
+                                 f"into), so its test split cannot be shown to be held out; train it "
+                                 f"again with `casestudy train --name {self.name} --overwrite`")
         index_path = data.prepare_for(config, progress=progress)
         current = data.load_index(index_path)
-        rows = self.read_split() if self.split.is_file() else current[current.split != ""]
+        rows = self.read_split()
         data.check_leakage(rows)
         usable = current[current.status == "ok"].set_index("path")
         wanted = rows[rows.split.isin(splits)]

@@ -6,6 +6,7 @@ history and RNG state, so `--resume` continues exactly where a run stopped.
 
 from __future__ import annotations
 
+import io
 import math
 import shutil
 from pathlib import Path
@@ -173,9 +174,20 @@ def make_optimizer(model: nn.Module, config: RunConfig, steps: int, device: torc
 
 
 def save_checkpoint(path: Path, **state) -> None:
-    """Write a checkpoint atomically: an interrupted save never replaces a good file."""
-    with files.atomic_write(path) as file:
-        torch.save(state, file)
+    """Write a checkpoint atomically: an interrupted save never replaces a good file.
+
+    It is serialised in memory first: torch.save turns a failing write (a full disk) into a
+    RuntimeError without its cause, while a plain write raises the OSError that says why.
+    """
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    try:
+        with files.atomic_write(path) as file:
+            file.write(buffer.getbuffer())
+    except OSError as err:
+        if err.filename:
+            raise
+        raise OSError(err.errno, err.strerror, str(path)) from None
 
 
 def load_data(config: RunConfig, progress: bool = True):
@@ -215,15 +227,22 @@ def fit(config: RunConfig, resume: bool, overwrite: bool, progress: bool, rank: 
     seed_everything(config.seed + rank, config.deterministic)
     if not main:
         barrier(world)  # rank 0 indexes, splits and caches the data first
+    if config.weights not in ("none", "imagenet") and not Path(config.weights).is_file():
+        raise CaseStudyError(f"--weights {config.weights}: no such file; use none, imagenet or a .pth path")
     if main and not resume:
         run.write_split(data.load_index(data.prepare_for(config, progress=progress)))
-    (train_x, train_y, _), (val_x, val_y, _) = run.load_images(config, "train", "val",
-                                                              progress=progress)
+    try:
+        (train_x, train_y, _), (val_x, val_y, _) = run.load_images(config, "train", "val",
+                                                                  progress=progress)
+        if len(train_x) < 2 * world:
+            raise CaseStudyError(f"the train split of {config.data} has {len(train_x)} image(s): a "
+                                 f"training batch needs at least 2; index more images")
+    except BaseException:
+        if main and not resume:  # no run was started: leave no split.csv of a run that never was
+            run.split.unlink(missing_ok=True)
+        raise
     if main:
         barrier(world)
-    if len(train_x) < 2 * world:
-        raise CaseStudyError(f"the train split of {config.data} has {len(train_x)} image(s): a training "
-                             f"batch needs at least 2; index more images")
     train_x, val_x = feed.place(train_x, device), feed.place(val_x, device)
     net = build_model(config.weights).to(device, memory_format=memory_format(device))
     model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None
@@ -234,6 +253,9 @@ def fit(config: RunConfig, resume: bool, overwrite: bool, progress: bool, rank: 
     history, start, best_acc = [], 0, -1.0
     if resume:
         last = read_last(run_dir)
+        if last["epoch"] + 1 >= config.epochs:  # before anything is rewritten
+            raise CaseStudyError(f"nothing to resume: run {config.name!r} finished its {config.epochs} "
+                                 f"epoch(s); evaluate it, or train a longer run with another --name")
         net.load_state_dict(last["model"])
         optimizer.load_state_dict(last["optimizer"])
         scheduler.load_state_dict(last["scheduler"])

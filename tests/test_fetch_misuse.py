@@ -7,16 +7,15 @@ fixtures of test_download.py); nothing else is reached.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import io
 import json
 import os
-import subprocess
 import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import small_disk
 from test_download import Course, loopback_only, png, server, zip_of  # noqa: F401  (fixtures)
 
 from casestudy import cli, download
@@ -217,24 +216,8 @@ def test_a_data_root_that_is_a_file_is_one_line(course, capsys):
     assert course.data_root.read_text() == "not a folder"
 
 
-@contextlib.contextmanager
-def tmpfs(folder: Path, options: str):
-    """A small tmpfs mounted at `folder` (root only), unmounted afterwards."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (to fill a disk or make it read-only)")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
-                          capture_output=True, text=True)
-    if done.returncode:
-        pytest.skip(f"mount -t tmpfs is not permitted here: {done.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
-
-
 def test_a_read_only_data_root_is_one_line(course, capsys):
-    with tmpfs(course.data_root, "ro,size=1m"):
+    with small_disk(course.data_root, "ro,size=1m"):
         code, _, err = fetch(course, capsys, "--real", "3", "--fake", "3")
         assert code == 2 and "read-only file system" in err and "--data-root" in err
         assert course.server.log == []
@@ -243,7 +226,7 @@ def test_a_read_only_data_root_is_one_line(course, capsys):
 def test_a_full_disk_stops_with_one_line_keeping_what_was_verified(course, capsys):
     big = {f"{i:06d}.png": png(300 + i, size=600) for i in range(3, 6)}  # ~1 MB each
     course.server.files["/mirror/000003.zip"] = zip_of(big)
-    with tmpfs(course.data_root, "size=2m"):
+    with small_disk(course.data_root, "size=2m"):
         code, _, err = fetch(course, capsys, "--real", "6", "--fake", "6")
         assert code == 2 and "is full" in err and "free some space" in err
         assert [f for f in course.files() if f.startswith("real")] == [

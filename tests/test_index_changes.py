@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_folder, write_image
+from conftest import make_folder, small_disk, write_image
 from PIL import Image
 
 from casestudy import CaseStudyError, cli, data, eda
@@ -86,17 +86,9 @@ def count_reads(monkeypatch) -> list[str]:
 
 @pytest.fixture
 def tmpfs(tmp_path):
-    """Mount a 64 KiB tmpfs (root only); yield its folder; unmount afterwards."""
-    mount_point = tmp_path / "small-disk"
-    mount_point.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0777", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
-    if made.returncode:
-        pytest.skip(f"cannot mount a tmpfs here (needs root and mount rights): {made.stderr.strip()}")
-    try:
+    """A 64 KiB tmpfs (root only), its folder; unmounted afterwards."""
+    with small_disk(tmp_path / "small-disk", "size=64k,mode=0777") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def remount(mount_point: Path, mode: str) -> None:
