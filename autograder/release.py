@@ -19,8 +19,9 @@ def check_solution(name: str, timeout: int, solutions: Path = SOLUTIONS) -> floa
         seconds = execute(nb, Path(folder), timeout)
     failed = failed_lines(nb)
     if failed:
+        path = solutions / name / f"{name}.ipynb"
         raise GradingError(f"solution {name} does not run clean, so nothing was released: "
-                           f"{'; '.join(failed)} (solutions/{name}/{name}.ipynb; fix it and release again)")
+                           f"{'; '.join(failed)} ({path}; fix it and release again)")
     return seconds
 
 
