@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from autograder import GradingError, __version__
-from autograder.course import DEFAULT_TIMEOUT, read_course, using
+from autograder.course import DEFAULT_TIMEOUT, find_course, read_course, using
 
 EXTRA = "autograder needs the grading extra: pip install 'casestudy[grading]'"
 GRADING_MODULES = ("traitlets", "nbgrader", "nbformat", "nbclient", "jupyter_client", "zmq", "bleach")
@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "moodle: a row per student, a column per assignment (default plain)")
     exp.add_argument("--to", type=Path, metavar="FILE",
                      help="the CSV to write (default: OUT/final_grades-FORMAT.csv)")
+    edi = sub.add_parser("student-edition", parents=[course],
+                         help="write what students get (exercises, package, book without solutions) "
+                              "into a new folder, checked to hold no solution or hidden test")
+    edi.add_argument("out", type=Path, help="the new folder (or a clone of the students' repository)")
     return parser
 
 
@@ -114,6 +118,12 @@ def run(args: argparse.Namespace) -> int:
             raise GradingError(f"{args.notebook}: no such notebook")
         got, total = check(args.notebook, args.timeout)
         return 0 if got == total else 1
+    elif args.command == "student-edition":
+        from autograder.edition import export_student_edition
+
+        course = read_course(args.course) if args.course is not None else find_course()
+        out = export_student_edition(course.root, course.solutions, args.out)
+        print(f"student edition: {out}")
     else:
         from autograder.export import export
 
