@@ -136,6 +136,13 @@ def nbgrader_config(root: Path, timeout: int = DEFAULT_TIMEOUT, source: str = "s
     config.Execute.iopub_timeout = 30  # late output on a busy machine is not a failed notebook
     config.Execute.raise_on_iopub_timeout = False
     config.Exchange.root = str(root / "exchange")  # unused; nbgrader wants a writable one
+    # feedback shows hidden tests' results, never their source (autograder/feedback.py)
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+    from nbgrader.preprocessors import GetGrades
+
+    from autograder.feedback import HideHiddenTests
+
+    config.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
     return config
 
 

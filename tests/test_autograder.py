@@ -179,6 +179,8 @@ def test_perfect_submission_gets_full_marks_within_the_time_budget(graded):
         assert float(row["seconds"]) < 120, f"{name} took {row['seconds']} s to grade"
         feedback = out / "feedback" / "perfect" / name / f"{name}.html"
         assert feedback.is_file() and "Score" in feedback.read_text()
+        assert "BEGIN HIDDEN TESTS" not in feedback.read_text(), f"{name}'s hidden tests shown"
+    assert "fake_looking_name" not in (out / "feedback" / "perfect" / "01_data" / "01_data.html").read_text()
 
 
 def test_blank_submission_gets_zero(graded):

@@ -116,3 +116,19 @@ def test_check_warns_of_a_part_answered_by_the_package(tmp_path, capsys):
     out = capsys.readouterr().out
     assert ("warning: luminance: uses casestudy.eda's answer (casestudy.eda.luminance): grading scores "
             "that part 0") in out
+
+
+def test_feedback_shows_a_hidden_tests_result_never_its_source():
+    import nbformat
+
+    from autograder.feedback import HideHiddenTests
+
+    cell = nbformat.v4.new_code_cell(
+        'assert f(1) == 1, "visible"\n### BEGIN HIDDEN TESTS\nassert f(2) == 4, "twice two"\n'
+        "### END HIDDEN TESTS\n",
+        metadata={"nbgrader": {"grade": True, "solution": False, "grade_id": "test_f", "points": 2}})
+    cell.outputs = [nbformat.v4.new_output("error", ename="AssertionError", evalue="twice two",
+                                           traceback=['assert f(2) == 4, "twice two"'])]
+    shown, _ = HideHiddenTests().preprocess_cell(cell, {}, 0)
+    assert "f(2) == 4" not in shown.source and 'assert f(1) == 1, "visible"' in shown.source
+    assert "f(2) == 4" not in str(shown.outputs) and "AssertionError: twice two" in str(shown.outputs)
