@@ -1,27 +1,44 @@
-"""nbgrader's Execute, hardened: a sandboxed kernel, capped output, and a kernel death that
-costs the student only the cells it stopped (nbgrader would otherwise record no grade at all)."""
+"""nbgrader's Execute, hardened: a sandboxed kernel in a scratch folder of its own, capped output,
+and a kernel death that costs the student only the cells it stopped (nbgrader would otherwise
+record no grade at all).
+
+The kernel never sees nbgrader's autograded/ folder: it runs in a fresh scratch folder, and only
+plain files come back from it, within quotas (workdir.py). What it did is recorded in the
+file INCIDENTS beside the graded notebook, for the grade's status.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+from pathlib import Path
 
 from nbclient.exceptions import DeadKernelError
 from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
-from traitlets import Integer
+from traitlets import Integer, List, Unicode
 
 from autograder.sandbox import SandboxKernelManager
+from autograder.sanitise import sanitise
+from autograder.workdir import INCIDENTS, copy_plain
 
-TRUNCATED = "[autograder: output truncated: more than {mb:g} MB from this cell]"
+TRUNCATED = "[autograder: output truncated: more than {mb:g} MB from this {where}]"
 DIED = "KernelDied"  # the ename of the error put into the cell where the kernel died and after it
 MAX_ERROR_TEXT = 10_000  # characters of an error's message and of each traceback line
 
 
 class GuardedExecute(Execute):
-    """Execute in the sandbox; keep at most max_output bytes of each cell's output (errors
-    always kept: they decide the score), and on kernel death mark the rest as not run."""
+    """Execute in the sandbox, in a scratch folder; keep at most max_output bytes of each cell's
+    output and max_notebook_output of the whole notebook's (errors always kept: they decide the
+    score), on kernel death mark the rest as not run, then sanitise what a browser would show."""
 
     max_output = Integer(2 * 2**20, help="bytes of output kept per cell").tag(config=True)
+    max_notebook_output = Integer(10 * 2**20, help="bytes of output kept per notebook").tag(config=True)
+    max_copy_bytes = Integer(20 * 2**20, help="bytes of the kernel's files copied back").tag(config=True)
+    max_copy_files = Integer(200, help="files of the kernel's copied back").tag(config=True)
+    scratch = Unicode("", help="where kernels' scratch folders go (default: temp)").tag(config=True)
+    ignore = List([], help="file patterns never copied back").tag(config=True)
 
     def __init__(self, **kw):
         kw["kernel_manager_class"] = SandboxKernelManager
@@ -29,8 +46,28 @@ class GuardedExecute(Execute):
 
     def preprocess(self, nb, resources=None, km=None):
         self._used: dict[int, int] = {}
+        self._total = 0
         self._dead = ""
-        return super().preprocess(nb, resources, km)
+        resources = resources if resources is not None else {}
+        meta = resources.setdefault("metadata", {})
+        home = Path(meta.get("path") or ".")
+        if self.scratch:
+            Path(self.scratch).mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="ag-work-", dir=self.scratch or None))
+        notes = []
+        try:
+            copy_plain(home, work, self.max_copy_bytes, self.max_copy_files, self.ignore)
+            meta["path"] = str(work)
+            nb, resources = super().preprocess(nb, resources, km)
+            copied = copy_plain(work, home, self.max_copy_bytes, self.max_copy_files, self.ignore)
+            notes += [f"the kernel's files: {note}" for note in copied.notes()]
+        finally:
+            meta["path"] = str(home)
+            shutil.rmtree(work, ignore_errors=True)
+        if sanitise(nb):
+            notes.append("unsafe HTML removed from outputs or answers")
+        (home / INCIDENTS).write_text(json.dumps(notes))  # never copied from the kernel (workdir.py)
+        return nb, resources
 
     def preprocess_cell(self, cell, resources, index):
         if self._dead and cell.cell_type == "code":
@@ -45,6 +82,10 @@ class GuardedExecute(Execute):
         timed_out = any(out.get("ename") == "CellTimeoutError" for out in cell.get("outputs", []))
         if timed_out and not self.responsive():  # else every later cell would wait its timeout
             self._dead = f"the kernel stopped responding after cell {index}"
+        if cell.metadata.get("nbgrader", {}).get("grade"):
+            for out in cell.get("outputs", []):  # nbgrader scores any stderr as a failure:
+                if out.output_type == "stream" and out.name == "stderr":  # a warning is not one
+                    out.name = "stdout"
         return cell, resources
 
     def responsive(self) -> bool:
@@ -59,16 +100,34 @@ class GuardedExecute(Execute):
             content["traceback"] = [str(line)[:MAX_ERROR_TEXT] for line in content.get("traceback", [])]
             return super().output(outs, msg, display_id, cell_index)
         used = self._used.get(cell_index, 0)
-        if used > self.max_output:
+        if used > self.max_output or self._total > self.max_notebook_output:
             return None
-        used += len(json.dumps(content.get("data") or content.get("text") or ""))
-        self._used[cell_index] = used
-        if used > self.max_output:
-            note = TRUNCATED.format(mb=self.max_output / 2**20)
-            outs.append(new_output("display_data", data={"text/plain": note}))  # LimitOutput keeps it
-            return None
+        size = len(json.dumps(content.get("data") or content.get("text") or ""))
+        self._used[cell_index] = used + size
+        self._total += size
+        for cap, where, spent in ((self.max_output, "cell", used + size),
+                                  (self.max_notebook_output, "notebook", self._total)):
+            if spent > cap:
+                note = TRUNCATED.format(mb=cap / 2**20, where=where)
+                outs.append(new_output("display_data", data={"text/plain": note}))  # LimitOutput keeps it
+                self._used[cell_index] = self.max_output + 1
+                return None
         return super().output(outs, msg, display_id, cell_index)
 
 
 def died(reason: str):
     return new_output("error", ename=DIED, evalue=reason, traceback=[f"{DIED}: {reason}"])
+
+
+def guard(config, sandbox, max_output_mb: float = 2, max_notebook_output_mb: float = 10,
+          scratch: str = "") -> None:
+    """Make nbgrader's autograding in config run each kernel in sandbox, output capped."""
+    from nbgrader.converters import Autograde
+
+    steps = Autograde.class_traits()["autograde_preprocessors"].default()
+    config.Autograde.autograde_preprocessors = [GuardedExecute if s is Execute else s for s in steps]
+    config.GuardedExecute.max_output = int(max_output_mb * 2**20)
+    config.GuardedExecute.max_notebook_output = int(max_notebook_output_mb * 2**20)
+    config.GuardedExecute.scratch = scratch
+    config.GuardedExecute.ignore = list(config.CourseDirectory.ignore)
+    config.SandboxKernelManager.sandbox = sandbox

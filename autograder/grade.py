@@ -4,23 +4,32 @@ from __future__ import annotations
 
 import csv
 import ctypes
+import html
+import json
 import os
+import re
 import shutil
 import signal
 import sys
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 
+import nbformat
 from tqdm import tqdm
 
 from autograder import GradingError
 from autograder.course import SOLUTIONS, api, assignments, first_line, nbgrader_config
-from autograder.notebooks import incidents, read_notebook, tampered
-from autograder.sandbox import Sandbox, unavailable
+from autograder.execute import guard
+from autograder.notebooks import failed_cells, incidents, normalise, read_notebook, read_submission, tampered
+from autograder.reference import reference_uses, scoring_cell
+from autograder.sandbox import Sandbox, empty_group, memory_group, unavailable
+from autograder.sanitise import protect_page
 from autograder.submissions import Student, collect
+from autograder.workdir import INCIDENTS
 
 FIXED = ["student", "assignment", "status"]
 
@@ -33,6 +42,7 @@ class Outcome:
     assignment: str
     status: str  # graded | missing | not graded: reason | failed: reason
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # what the instructor should know
 
 
 def prepare_course(out: Path, names: list[str], timeout: int) -> None:
@@ -48,24 +58,47 @@ def prepare_course(out: Path, names: list[str], timeout: int) -> None:
                                f"{first_line(result.get('log'), result.get('error'))}")
 
 
-def stage(student: Student, name: str, out: Path) -> str | None:
-    """Copy one notebook into submitted/; return why it cannot be graded, or None."""
+def quiet() -> None:
+    """nbgrader's SQLAlchemy warns several times per notebook: not the instructor's business."""
+    try:
+        from sqlalchemy.exc import SAWarning
+    except ImportError:
+        return
+    warnings.filterwarnings("ignore", category=SAWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(nbgrader|sqlalchemy|alembic)")
+
+
+def stage(student: Student, name: str, out: Path) -> tuple[str | None, list[str]]:
+    """Put one notebook, rebuilt on the release, into submitted/; return why it cannot be graded
+    (or None) and what was found on the way."""
+    notes = student.notes.get("*", []) + student.notes.get(name, [])
     if name in student.problems:
-        return student.problems[name]
+        return student.problems[name], notes
     if "*" in student.problems:
-        return student.problems["*"]
+        return student.problems["*"], notes
     path = student.notebooks.get(name)
     if path is None:
-        return "missing"
+        return "missing", notes
     try:
-        read_notebook(path)
+        theirs = read_submission(path)
     except GradingError as err:
-        return str(err)
+        return str(err), notes
+    released = read_notebook(out / "release" / name / f"{name}.ipynb")
+    try:
+        restored = tampered(theirs, released, read_notebook(out / "source" / name / f"{name}.ipynb"))
+    except (KeyError, TypeError, AttributeError):  # metadata too odd to compare: normalise() repairs it
+        restored = []
     folder = out / "submitted" / student.student / name
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    shutil.copyfile(path, folder / f"{name}.ipynb")
-    return None
+    try:
+        nb, repaired = normalise(theirs, released)
+        nbformat.validate(nb)
+        nbformat.write(nb, folder / f"{name}.ipynb")
+    except Exception as err:  # a notebook beyond repair: its reason, never the class's crash
+        reason = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        return f"{path.name} cannot be repaired ({reason})", notes
+    return None, notes + ([f"tests restored: {', '.join(restored)}"] if restored else []) + repaired
 
 
 SLOT = 0  # this worker process's number: its kernels run as their own uid (sandbox.UID + SLOT)
@@ -78,39 +111,95 @@ def start_worker(counter) -> None:
         SLOT, counter.value = counter.value, counter.value + 1
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    quiet()
 
 
 def autograde_one(out: str, timeout: int, student: str, name: str, box: Sandbox,
-                  max_output_mb: float) -> tuple[str, float]:
+                  limits: dict) -> tuple[str, float]:
     """Autograde and write feedback for one notebook (in a worker process); return (status, s)."""
     start = time.perf_counter()
     box = replace(box, uid=box.uid + SLOT)
-    grader = api(nbgrader_config(Path(out), timeout, sandbox=box, max_output_mb=max_output_mb))
+    config = nbgrader_config(Path(out), timeout)
+    guard(config, box, scratch=str(Path(out) / ".work"), **limits)
+    grader = api(config)
     result = grader.autograde(name, student, force=True, create=True)
     if not result["success"]:
         return f"failed: {first_line(result.get('log'), result.get('error'))}", time.perf_counter() - start
-    notes = report(Path(out), student, name) + ([] if box.enabled else ["not sandboxed"])
+    notes, students = report(Path(out), student, name)
+    notes += [] if box.enabled else ["not sandboxed"]
     feedback = grader.generate_feedback(name, student, force=True)
+    page = Path(out) / "feedback" / student / name / f"{name}.html"
     if not feedback["success"]:
         notes.append("no feedback: " + first_line(feedback.get("log"), feedback.get("error")))
+    elif page.is_file():
+        protect_page(page)
+        note_on_page(page, students)
     return "; ".join(["graded", *notes]), time.perf_counter() - start
 
 
-def report(out: Path, student: str, name: str) -> list[str]:
-    """What the instructor should know about a graded notebook: restored tests, incidents."""
+def report(out: Path, student: str, name: str) -> tuple[list[str], list[str]]:
+    """What the sandbox and the grader stopped in a graded notebook, which cells raised, and which
+    parts scored 0 for using the package's answer (zeroed in the gradebook here); return (all
+    notes, those the student's feedback shows)."""
+    folder = out / "autograded" / student / name
     try:
-        submitted = read_notebook(out / "submitted" / student / name / f"{name}.ipynb")
-        released = read_notebook(out / "release" / name / f"{name}.ipynb")
-        source = read_notebook(out / "source" / name / f"{name}.ipynb")
-        graded = read_notebook(out / "autograded" / student / name / f"{name}.ipynb")
+        graded = read_notebook(folder / f"{name}.ipynb")
     except GradingError as err:
-        return [str(err)]
-    restored = tampered(submitted, released, source)
-    return ([f"tests restored: {', '.join(restored)}"] if restored else []) + incidents(graded)
+        return [str(err)], []
+    try:
+        noted = json.loads((folder / INCIDENTS).read_text())
+        (folder / INCIDENTS).unlink()
+    except (OSError, ValueError):
+        noted = []
+    stopped = incidents(graded)
+    failed = failed_cells(graded, tests=False)
+    raised = [f"cell {i} {what}" for i, what in failed
+              if what.startswith("raised") and "KernelDied" not in what  # incidents() names those
+              and not any(s.startswith(f"cell {i} ") and "truncated" not in s for s in stopped)]
+    cells = stopped + raised
+    if failed:
+        cells.append(f"results after cell {failed[0][0]} may be incomplete")
+    borrowed = zero_borrowed(out, student, name, graded)
+    return borrowed + cells + [str(n) for n in noted], borrowed + cells
+
+
+def zero_borrowed(out: Path, student: str, name: str, graded) -> list[str]:
+    """Score 0 (nbgrader's manual score, so formgrader shows it) each part whose solution uses
+    the package's answer; return the reasons."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    found = reference_uses(name, graded)
+    if not found:
+        return []
+    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
+        for use in found:
+            test = scoring_cell(graded, use.grade_id)
+            try:
+                gb.find_grade(test, name, name, student).manual_score = 0
+            except MissingEntry:
+                continue
+        gb.db.commit()
+    return [use.reason() for use in found]
+
+
+def note_on_page(page: Path, notes: list[str]) -> None:
+    """Put what the student should know first (cells that raised, parts scored 0) at the top of
+    a feedback page, escaped."""
+    if not notes:
+        return
+    text = page.read_text(encoding="utf-8", errors="replace")
+    items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    note = (f'<div id="autograder-notes" style="border:2px solid #c00;padding:0.5em 1em;margin:1em">'
+            f"<strong>Autograder notes</strong><ul>{items}</ul></div>")
+    body = re.search(r"<body[^>]*>", text, flags=re.I)
+    at = body.end() if body else 0
+    tmp = page.with_name(page.name + ".tmp")
+    tmp.write_text(text[:at] + note + text[at:], encoding="utf-8")
+    tmp.replace(page)
 
 
 def run_all(out: Path, timeout: int, jobs: int, todo: list[tuple[str, str]], box: Sandbox,
-            max_output_mb: float) -> dict:
+            limits: dict) -> dict:
     """Autograde every (student, assignment); one failure never stops the rest."""
     done = {}
     if jobs > 1:  # kernels share the cores: more threads each would only fight (OpenMP spins)
@@ -118,13 +207,16 @@ def run_all(out: Path, timeout: int, jobs: int, todo: list[tuple[str, str]], box
     context = get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=start_worker,
                              initargs=(context.Value("i", 0),)) as pool:
-        futures = {pool.submit(autograde_one, str(out), timeout, s, a, box, max_output_mb): (s, a)
+        futures = {pool.submit(autograde_one, str(out), timeout, s, a, box, limits): (s, a)
                    for s, a in todo}
         for future in tqdm(futures, desc="autograde", unit="notebook", disable=not todo):
             try:
                 done[futures[future]] = future.result()
             except Exception as err:  # a crashed worker is that submission's failure only
                 done[futures[future]] = (f"failed: {type(err).__name__}: {err}"[:300], 0.0)
+            status = done[futures[future]][0]
+            if status.startswith("failed"):
+                tqdm.write(f"{' '.join(futures[future])}: {status}", file=sys.stderr)
     return done
 
 
@@ -180,15 +272,23 @@ def sandbox_for(box: Sandbox, require: bool, out: Path, submissions: Path) -> Sa
     if reason:
         print(f"WARNING: students' code runs UNSANDBOXED, with your files and network: {reason}; "
               f"--require-sandbox refuses instead", file=sys.stderr)
+    if not reason and box.memory_mb > 0:
+        probe = memory_group(f"ag-{os.getpid()}-probe", box.memory_mb * 2**20)
+        empty_group(probe)
+        if probe is None:
+            print(f"WARNING: no memory cgroup here (grade as root on Linux for one): "
+                  f"{box.memory_mb} MB is each process's limit, not each student's", file=sys.stderr)
     return replace(box, enabled=not reason, hidden=[str(out.resolve()), str(submissions.resolve())])
 
 
 def grade(submissions: Path, out: Path, timeout: int, jobs: int = 1,
           only: list[str] | None = None, box: Sandbox | None = None, require_sandbox: bool = False,
-          max_output_mb: float = 2) -> Path:
+          max_output_mb: float = 2, max_notebook_output_mb: float = 10) -> Path:
     """Grade every submission in SUBMISSIONS into OUT; return the path of grades.csv."""
+    quiet()
     if not submissions.is_dir():
         raise GradingError(f"{submissions} is not a folder: give the folder of the class's submissions")
+    out = out.resolve()  # nbgrader's gradebook URL and its course root must not depend on the cwd
     box = sandbox_for(box or Sandbox(), require_sandbox, out, submissions)
     names = only or assignments()
     out.mkdir(parents=True, exist_ok=True)
@@ -201,20 +301,25 @@ def grade(submissions: Path, out: Path, timeout: int, jobs: int = 1,
     outcomes, todo = [], []
     for student in students:
         for name in names:
-            problem = stage(student, name, out)
-            outcomes.append(Outcome(student.student, name, problem or "pending"))
+            problem, notes = stage(student, name, out)
+            outcomes.append(Outcome(student.student, name, problem or "pending", notes=notes))
             if problem is None:
                 todo.append((student.student, name))
             elif problem != "missing":
-                print(f"not graded: {student.student} {name}: {problem}")
-    done = run_all(out, timeout, jobs, todo, box, max_output_mb)
+                print(f"not graded: {student.student} {name}: {problem}", file=sys.stderr)
+    shutil.rmtree(out / ".work", ignore_errors=True)
+    limits = {"max_output_mb": max_output_mb, "max_notebook_output_mb": max_notebook_output_mb}
+    done = run_all(out, timeout, jobs, todo, box, limits)
+    shutil.rmtree(out / ".work", ignore_errors=True)
     for o in outcomes:
         if (o.student, o.assignment) in done:
             o.status, o.seconds = done[(o.student, o.assignment)]
-            if o.status.startswith("failed"):
-                print(f"{o.student} {o.assignment}: {o.status}")
-        elif o.status != "missing":
-            o.status = f"not graded: {o.status}"
+            head, _, rest = o.status.partition("; ")
+            o.status = "; ".join(filter(None, [head, *o.notes, rest]))
+        else:
+            if o.status != "missing":
+                o.status = f"not graded: {o.status}"
+            o.status = "; ".join([o.status, *o.notes])
     rows, parts = scores(out, outcomes)
     path = write_csv(rows, parts, out / "grades.csv")
     graded = sum(o.status.startswith("graded") for o in outcomes)

@@ -8,18 +8,20 @@ from pathlib import Path
 
 from autograder import GradingError
 from autograder.course import EXERCISES, SOLUTIONS, api, assignments, first_line, nbgrader_config
-from autograder.notebooks import errors, execute, read_notebook
+from autograder.notebooks import execute, failed_lines, read_notebook
 
 
 def check_solution(name: str, timeout: int, solutions: Path = SOLUTIONS) -> float:
-    """Run a solution notebook in a scratch folder; raise unless every cell passes."""
+    """Run a solution notebook in a scratch folder; raise unless every cell, not only the tests,
+    runs without an error or a timeout."""
     nb = read_notebook(solutions / name / f"{name}.ipynb")
     with tempfile.TemporaryDirectory(prefix=f"check-{name}-") as folder:
         seconds = execute(nb, Path(folder), timeout)
-    failed = errors(nb)
+    failed = failed_lines(nb)
     if failed:
-        raise GradingError(f"solution {name} fails its own tests, so nothing was released: "
-                           f"{'; '.join(failed)}")
+        path = solutions / name / f"{name}.ipynb"
+        raise GradingError(f"solution {name} does not run clean, so nothing was released: "
+                           f"{'; '.join(failed)} ({path}; fix it and release again)")
     return seconds
 
 
@@ -50,7 +52,7 @@ def release(out: Path = EXERCISES, check: bool = True, timeout: int = 300,
     for name in names:
         if check:
             seconds = check_solution(name, timeout, solutions)
-            print(f"{name}: the solution passes its tests ({seconds:.0f} s)", flush=True)
+            print(f"{name}: every cell of the solution runs clean ({seconds:.0f} s)", flush=True)
     generate(names, out, solutions)
     print(f"released {len(names)} assignment(s) into {out}/")
     return names

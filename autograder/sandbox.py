@@ -12,6 +12,7 @@ bound into the sandbox, since it has no network.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -28,7 +29,7 @@ from traitlets import Instance
 
 from autograder.course import REPO
 
-LIMITS = Path(__file__).with_name("limits.py")
+LIMITS = Path(__file__).resolve().with_name("limits.py")
 UID = 61000  # + the worker's slot: each concurrent kernel counts its processes apart
 MAX_MESSAGE = 64 * 2**20  # a larger kernel message is dropped unread
 ENV = ("PATH", "LANG", "LC_", "TZ", "PYTHON", "OMP_", "MKL_", "OPENBLAS_", "CASESTUDY_", "JPY_",
@@ -89,6 +90,79 @@ def reap(uid: int, wait: float = 30) -> None:
         time.sleep(0.2)
 
 
+def memory_group(name: str, limit: int) -> Path | None:
+    """A fresh memory cgroup (v2, else v1) capping all of a sandbox's processes together at
+    limit bytes, swap included; None where this machine lets us make none (not root, no cgroupfs).
+    name is "ag-<the grading process's pid>-<what>": groups of dead graders are swept."""
+    if os.getuid() != 0 or limit <= 0:
+        return None
+    v2 = Path("/sys/fs/cgroup")
+    if "memory" in read(v2 / "cgroup.controllers").split():
+        base, files = v2 / "autograder", {"memory.max": limit, "memory.swap.max": 0}
+    else:
+        own = next((line.split(":", 2)[2] for line in read(Path("/proc/self/cgroup")).splitlines()
+                    if line.split(":")[1:2] == ["memory"]), "/")
+        base = v2 / "memory" / own.strip("/")
+        files = {"memory.limit_in_bytes": limit, "memory.memsw.limit_in_bytes": limit}
+    group = base / name
+    try:
+        if base.name == "autograder":
+            base.mkdir(exist_ok=True)
+            with contextlib.suppress(OSError):
+                (v2 / "cgroup.subtree_control").write_text("+memory")
+            (base / "cgroup.subtree_control").write_text("+memory")
+        for stale in base.glob("ag-*"):  # left empty by a grader killed with SIGKILL
+            if not alive(stale.name.split("-")[1]) and not read(stale / "cgroup.procs").split():
+                with contextlib.suppress(OSError):
+                    stale.rmdir()
+        empty_group(group)
+        group.mkdir()
+        for i, (file, value) in enumerate(files.items()):
+            try:
+                (group / file).write_text(str(value))
+            except OSError:
+                if i == 0:  # the main limit must hold; swap accounting may be off
+                    raise
+        return group
+    except OSError:
+        empty_group(group)
+        return None
+
+
+def empty_group(group: Path | None) -> None:
+    """Kill every process left in a sandbox's cgroup, then remove it."""
+    if group is None or not group.is_dir():
+        return
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pids = [int(p) for p in read(group / "cgroup.procs").split()]
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    with contextlib.suppress(OSError):
+        group.rmdir()
+
+
+def alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
 def owner(proc: Path) -> int | None:
     try:
         return proc.stat().st_uid
@@ -96,45 +170,64 @@ def owner(proc: Path) -> int | None:
         return None
 
 
+SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
+          "/sys/devices/system/cpu")  # what any program needs, read-only; nothing of anyone's
+
+
 def below(path: Path, roots: list[Path]) -> Path | None:
     return next((r for r in roots if path != r and path.is_relative_to(r)), None)
 
 
-def mkdirs(path: Path, root: Path) -> list[str]:
-    """bwrap arguments creating path's missing parents inside the tmpfs at root, world-readable."""
+def mkdirs(path: Path, root: Path = Path("/")) -> list[str]:
+    """bwrap arguments creating path's missing parents in the sandbox's root, world-readable."""
     parents = [p for p in reversed(path.parents) if p != root and p.is_relative_to(root)]
     return [arg for p in parents for arg in ("--perms", "0755", "--dir", str(p))]
 
 
+def is_repository(path: Path) -> bool:
+    """A source tree (this course's or any other): never bound whole, it holds .git and solutions."""
+    return path == REPO or (path / ".git").exists() or (path / "solutions").exists()
+
+
+def code_paths() -> list[Path]:
+    """What the kernel imports from: Python, its packages, and the course package alone (the
+    repository around it, with its .git and solutions/, stays out)."""
+    found = {Path(p).resolve() for p in [sys.prefix, sys.base_prefix, *sys.path[1:]] if p}
+    found = {p for p in found if p.is_dir() and not is_repository(p)}
+    spec = importlib.util.find_spec("casestudy")
+    for origin in [spec.origin if spec else None, REPO / "casestudy" / "__init__.py"]:
+        if origin and Path(origin).is_file():
+            found.add(Path(origin).resolve().parent)
+    return sorted(found)
+
+
 def command(workdir: Path, runtime: Path, box: Sandbox, argv: list[str]) -> list[str]:
-    """The bwrap command line that runs argv confined, in workdir."""
+    """The bwrap command line that runs argv confined, in workdir: a root of its own built from an
+    allow-list (the system, Python and its packages read-only), never the instructor's files."""
     tmp = sorted({Path("/tmp"), Path(tempfile.gettempdir()).resolve()})
-    home = Path.home().resolve()
-    cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-           "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
-           "--die-with-parent", "--new-session"]
+    cmd = ["bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+           "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
     if os.getuid() != 0:
         cmd += ["--unshare-user", "--disable-userns"]
-    cmd += ["--tmpfs", str(home)]
+    bound: list[Path] = []
+    for name in SYSTEM:
+        path = Path(name)
+        if path.is_symlink():  # merged /usr: /bin -> usr/bin
+            cmd += ["--symlink", os.readlink(path), name]
+        elif path.is_dir():
+            cmd += mkdirs(path) + ["--ro-bind", name, name]
+            bound.append(path)
+    cmd += ["--dev", "/dev", "--proc", "/proc"]
     for t in tmp + [Path("/dev/shm")]:
-        cmd += ["--perms", "1777", "--size", str(box.tmp_mb * 2**20), "--tmpfs", str(t)]
-    covered = [home, *tmp]
-    keep = {Path(p).resolve() for p in [sys.prefix, sys.base_prefix, REPO, *sys.path[1:]]
-            if p and Path(p).is_dir()}
-    kept = []
-    for path in sorted(keep):  # Python, its packages and the course's code, where hidden above
-        root = below(path, covered)
-        if root and not below(path, kept):
-            cmd += mkdirs(path, root) + ["--ro-bind", str(path), str(path)]
-            kept.append(path)
-    secret = [REPO / "solutions", REPO / ".nbgrader", *map(Path, box.hidden)]
-    for path in sorted({p.resolve() for p in secret if p.exists()}):
-        if not below(path, covered) or below(path, kept):
-            cmd += ["--tmpfs", str(path)]
-            covered.append(path)
+        cmd += mkdirs(t) + ["--perms", "1777", "--size", str(box.tmp_mb * 2**20), "--tmpfs", str(t)]
+    hidden = [Path(p).resolve() for p in box.hidden]
+    for path in code_paths():
+        if not below(path, bound) and not below(path, hidden) and path not in hidden:
+            cmd += mkdirs(path) + ["--ro-bind", str(path), str(path)]
+            bound.append(path)
+    cmd += mkdirs(LIMITS) + ["--ro-bind", str(LIMITS), str(LIMITS)]
     for path in (workdir.resolve(), runtime.resolve()):
-        root = below(path, covered)
-        cmd += (mkdirs(path, root) if root else []) + ["--bind", str(path), str(path)]
+        cmd += mkdirs(path) + ["--bind", str(path), str(path)]
     cmd += ["--chdir", str(workdir.resolve()), "--setenv", "HOME", str(tmp[0]),
             "--setenv", "TMPDIR", str(tmp[0]),
             "--setenv", "JPY_PARENT_PID", "1",  # the real one is not in our pid namespace
@@ -184,11 +277,19 @@ class SandboxKernelManager(AsyncKernelManager):
             kw["env"] = clean_env(kw.get("env") or dict(os.environ))
             kw["stdout"] = kw["stderr"] = subprocess.DEVNULL  # the student's, not the instructor's
             kernel_cmd = command(workdir, runtime, self.sandbox, kernel_cmd)
+            self._group = memory_group(f"ag-{os.getpid()}-{self.sandbox.uid}", self.sandbox.memory_mb * 2**20)
+            if self._group is not None:  # join it before bwrap starts: every child is counted
+                kernel_cmd = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"',
+                              str(self._group / "cgroup.procs"), *kernel_cmd]
         await super()._async_launch_kernel(kernel_cmd, **kw)
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)
-        if self.sandbox.enabled and not restart and self.connection_file:
-            shutil.rmtree(Path(self.connection_file).parent, ignore_errors=True)
+        if self.sandbox.enabled and not restart:
+            empty_group(getattr(self, "_group", None))
+            if os.getuid() == 0:
+                reap(self.sandbox.uid)
+            if self.connection_file:
+                shutil.rmtree(Path(self.connection_file).parent, ignore_errors=True)
 
     cleanup_resources = _async_cleanup_resources

@@ -18,13 +18,13 @@ import time
 
 import torch
 
-from casestudy.cli import add_config_flags, config_from, run_all
+from casestudy.cli import add_setting_flags, config_from, run_all, shown_defaults
 from casestudy.evaluate import load_metrics
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_config_flags(parser)
+    add_setting_flags(parser, "run", shown_defaults("demo"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         args.runs_root = args.runs_root or os.path.join(tmp, "runs")

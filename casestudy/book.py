@@ -14,21 +14,11 @@ import base64
 import os
 from pathlib import Path
 
-import yaml
-
-from casestudy import CaseStudyError, data
-from casestudy.config import RunConfig, load_config
+from casestudy import CaseStudyError, data, stages
+from casestudy.config import RunConfig, contradictions, load_config, run_settings
+from casestudy.runs import RunFolder
 
 DATA_VARIABLE = "CASESTUDY_BOOK_DATA"
-STAGES = ["eda", "train", "evaluate", "tsne", "gradcam", "report"]
-NEEDS = {"eda": [], "train": [], "evaluate": ["train"], "tsne": ["train"], "gradcam": ["train"],
-         "report": ["eda", "train", "evaluate", "tsne", "gradcam"]}
-OUTPUT = {"eda": "eda_summary.json", "train": "checkpoint.pt", "evaluate": "metrics.json",
-          "tsne": "embeddings.npz", "gradcam": "figures/gradcam_mean.png", "report": "report.md"}
-# settings that do not change the trained model: a run that differs only in these is reused
-NOT_TRAINING = {"name", "data", "data_root", "runs_root", "device", "compile", "deterministic",
-                "eval_data", "perturbations", "eda_per_class", "tsne_perplexity", "tsne_max_points",
-                "gradcam_per_group", "gradcam_max_mean"}
 
 
 def book_root(cwd: Path | None = None) -> Path:
@@ -55,21 +45,23 @@ def book_config(choice: str | None = None, root: Path | None = None) -> RunConfi
                        data_root=str(root / "data"), runs_root=runs)
 
 
-def trained_settings(config: RunConfig) -> dict | None:
-    """The settings the run's checkpoint was trained with (its config.yaml), if it has one."""
-    saved = config.run_dir / "config.yaml"
-    if not (config.run_dir / OUTPUT["train"]).is_file() or not saved.is_file():
-        return None
-    return yaml.safe_load(saved.read_text())
+def is_trained_as(config: RunConfig) -> bool:
+    """Whether the run folder holds a model trained on this data with these run settings."""
+    run = RunFolder.of(config)
+    if not run.is_trained():
+        return False
+    try:
+        saved = run.saved_config()
+    except CaseStudyError:
+        return False
+    return not contradictions(saved, config, run_settings())
 
 
 def has_run(config: RunConfig, stage: str) -> bool:
     """Whether the stage's output is there and belongs to this data and these settings."""
     if stage == "train":
-        saved = trained_settings(config)
-        return saved is not None and data.dataset_name(saved["data"]) == data.dataset_name(config.data) \
-            and all(saved.get(k) == v for k, v in config.to_dict().items() if k not in NOT_TRAINING)
-    out = config.run_dir / OUTPUT[stage]
+        return is_trained_as(config)
+    out = config.run_dir / stages.stage(stage).output
     if not out.is_file():
         return False
     if stage == "eda":  # measured after the dataset was last (re)indexed
@@ -79,29 +71,16 @@ def has_run(config: RunConfig, stage: str) -> bool:
 
 
 def run_stage(config: RunConfig, stage: str, progress: bool = False) -> None:
-    """Run one stage of the package with the book's run settings."""
-    from casestudy import eda, embed, evaluate, explain, report, train
-
-    {"eda": lambda: eda.run_eda(config, progress),
-     "train": lambda: train.train(config, overwrite=True, progress=progress),
-     "evaluate": lambda: evaluate.evaluate(config, progress=progress),
-     "tsne": lambda: embed.run_tsne(config, progress),
-     "gradcam": lambda: explain.run_gradcam(config, progress),
-     "report": lambda: report.write_report(config)}[stage]()
+    """Run one stage of the package with the book's run settings (training replaces a stale run)."""
+    extra = {"overwrite": True} if stage == "train" else {}
+    stages.stage(stage).run(config, progress, **extra)
 
 
-def ensure(config: RunConfig, *stages: str, progress: bool = False) -> list[str]:
-    """Run, in order, each of `stages` and what they need whose outputs are missing; name them."""
-    wanted, todo = set(), list(stages)
-    while todo:
-        stage = todo.pop()
-        if stage not in NEEDS:
-            raise CaseStudyError(f"unknown stage {stage!r}: choose from {', '.join(STAGES)}")
-        wanted.add(stage)
-        todo += NEEDS[stage]
+def ensure(config: RunConfig, *names: str, progress: bool = False) -> list[str]:
+    """Run, in order, each of `names` and what they need whose outputs are missing; name them."""
     ran = []
-    for stage in STAGES:
-        if stage in wanted and not has_run(config, stage):
+    for stage in stages.with_needs(*names):
+        if not has_run(config, stage):
             run_stage(config, stage, progress)
             ran.append(stage)
     return ran

@@ -11,8 +11,12 @@ path has been verified, so a second run skips it, and an interrupted run loses n
 (a cut HTTP transfer resumes with a Range request). A bad checksum deletes the file and tries
 again; after ATTEMPTS tries the next source is tried. Google Drive's quota or sign-in page is
 recognised and never saved as an image; archives are extracted only if no member would land
-outside their folder. The sources themselves (Drive, HTTP, Kaggle, a local folder or zip) live in
-casestudy/sources.py; the manifest and its schema in casestudy/manifest.py.
+outside their folder, and a folder is taken for an archive only when it holds every member. When a
+source fails, one line says why and which source is tried next. A failure the user can fix (a full
+or read-only disk, a folder that cannot be written, items no source could give) ends the run with
+one line (CaseStudyError). The sources themselves (Drive, HTTP, Kaggle, a local folder or zip) live
+in casestudy/sources.py, what both share in casestudy/fetch_common.py, the manifest and its schema
+in casestudy/manifest.py.
 """
 
 from __future__ import annotations
@@ -33,12 +37,26 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from casestudy import CaseStudyError
+from casestudy import sources as src
 from casestudy.data import IMAGE_SUFFIXES
+from casestudy.fetch_common import (
+    CHUNK,
+    UNREADABLE_ZIP,
+    Blocked,
+    Refused,
+    Unavailable,
+    move_into,
+    page_problem,
+    reason,
+    staging,
+)
+from casestudy.files import write_json, write_text
 from casestudy.manifest import load_manifest
 
 ATTEMPTS = 3  # per file and source: a checksum mismatch or a cut transfer is tried again
 WORKERS = 8  # files fetched at once (NVIDIA's download_ffhq.py uses 32)
-CHUNK = 1 << 20
+NOTES = 10  # "... failed; fetching it from ..." lines per run; the summary names the rest
+FATAL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # writing anything here would fail as well
 
 
 @dataclass
@@ -54,22 +72,20 @@ class Item:
     archive: bool = False
     approx_size: int = 0  # the estimate used while `size` is unknown
     pin: str | None = None  # state key under which an unpublished checksum is pinned
+    members: dict | None = None  # an archive's member paths -> CRC-32 (None: unknown), where known
+    member_count: int | None = None  # how many images an archive holds (the manifest's per_unit)
 
     @property
     def expected_bytes(self) -> int:
         return self.size or self.approx_size
 
 
-class Unavailable(Exception):
-    """This source could not give this item (message names both); the next source is tried."""
+class FetchIncomplete(CaseStudyError):
+    """Some items came from no source; `summary` says which and why."""
 
-
-class Blocked(Unavailable):
-    """This source refuses every item for now (a quota or sign-in page): skip it for this run."""
-
-
-class Refused(Unavailable):
-    """The item arrived but is unsafe to use (an archive member would escape): no retry."""
+    def __init__(self, message: str, summary: Summary):
+        super().__init__(message)
+        self.summary = summary
 
 
 @dataclass
@@ -84,6 +100,7 @@ class Fetch:
     blocked: dict = field(default_factory=dict)  # source label -> why it is skipped
     sources: dict = field(default_factory=dict)  # made once per run: listings, indexes, downloads
     bytes_bar: tqdm | None = None
+    notes: int = 0  # fallback lines printed so far
 
     @property
     def work(self) -> Path:
@@ -111,10 +128,16 @@ class Fetch:
         with self.lock:
             state = self.state()
             state.setdefault(section, {})[key] = value
-            self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.state_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
-            os.replace(tmp, self.state_file)
+            write_json(state, self.state_file)
+
+    def note(self, line: str) -> None:
+        """Print one line about a source that failed (the first NOTES of a run, then a count)."""
+        with self.lock:
+            self.notes += 1
+            if self.notes <= NOTES:
+                tqdm.write(" ".join(line.split()))
+            elif self.notes == NOTES + 1:
+                tqdm.write("... more sources failed; the summary at the end lists what is missing")
 
 
 @dataclass
@@ -160,19 +183,6 @@ def html_problem(path: Path, name: str, source: str) -> Blocked | Unavailable | 
     return page_problem(head.decode("utf-8", "replace"), name, source)
 
 
-def page_problem(text: str, name: str, source: str) -> Unavailable:
-    low = text.lower()
-    if "quota" in low or "too many users" in low:
-        return Blocked(f"{source} sent Google Drive's quota page instead of {name} (\"too many users have "
-                       f"viewed or downloaded this file recently\"): wait a day and run the same command "
-                       f"again (it resumes), or use --source kaggle:OWNER/NAME, --source URL or --from PATH")
-    if "sign in" in low or "accounts.google.com" in low or "servicelogin" in low:
-        return Blocked(f"{source} sent a sign-in page instead of {name}: the file is not shared publicly "
-                       f"and signing in is not supported; use --source kaggle:OWNER/NAME, --source URL "
-                       f"or --from PATH")
-    return Unavailable(f"{source} sent an HTML page instead of {name}; check the source's address")
-
-
 def check(item: Item, part: Path, source: str, pinned: dict) -> Unavailable | None:
     """Return why `part` is not `item` (size, HTML page, checksum), or None when it is."""
     html = html_problem(part, item.name, source)
@@ -215,25 +225,30 @@ def safe_members(archive: zipfile.ZipFile, name: str, path: str) -> list:
 
 
 def extract(part: Path, item: Item, fetch: Fetch, source: str) -> int:
-    """Extract an archive's images into item.target; return how many. Members are CRC-checked."""
-    tmp = fetch.work / "partial" / f"{item.path}.extract"
-    shutil.rmtree(tmp, ignore_errors=True)
+    """Extract an archive's images into item.target; return how many. Members are CRC-checked.
+
+    The member list (with each CRC-32) is kept in state.json: a later run checks that every member
+    is still in place, and a folder offered for this archive with --from must hold them all.
+    """
     try:
-        with zipfile.ZipFile(part) as archive:
+        with staging(fetch.work, item) as tmp, zipfile.ZipFile(part) as archive:
             members = safe_members(archive, item.name, item.path)
             for info, path in members:
                 out = tmp.joinpath(*path.parts)
                 out.parent.mkdir(parents=True, exist_ok=True)
-                with archive.open(info) as src, open(out, "wb") as dst:
-                    shutil.copyfileobj(src, dst, CHUNK)  # a CRC mismatch raises BadZipFile here
-    except zipfile.BadZipFile as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise Unavailable(f"{item.name} from {source} is not a valid zip ({err})") from None
+                with archive.open(info) as src_file, open(out, "wb") as dst:
+                    shutil.copyfileobj(src_file, dst, CHUNK)  # a CRC mismatch raises BadZipFile here
+            listed = {path.as_posix(): info.CRC for info, path in members}
+            missing = sorted(set(item.members or {}) - set(listed))
+            if missing:
+                raise Unavailable(f"{item.name} from {source} lacks {len(missing)} of its "
+                                  f"{len(item.members)} known members (e.g. {missing[0]})")
+            fetch.remember("members", item.name, listed)
+            move_into(tmp, item.target)
+    except UNREADABLE_ZIP as err:
+        raise Unavailable(f"{item.name} from {source} is not a valid zip ({reason(err)})") from None
     except Unavailable as err:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise type(err)(f"{err} (from {source})") from None
-    item.target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, item.target)
     return len(members)
 
 
@@ -241,9 +256,18 @@ def extract(part: Path, item: Item, fetch: Fetch, source: str) -> int:
 
 
 def is_present(item: Item) -> bool:
-    if item.archive:
-        return item.target.is_dir()  # renamed into place only once fully extracted
-    return item.target.is_file() and (item.size is None or item.target.stat().st_size == item.size)
+    """A file of the right size, or a folder holding every member of its archive (or as many)."""
+    if not item.archive:
+        return item.target.is_file() and (item.size is None or item.target.stat().st_size == item.size)
+    if not item.target.is_dir():
+        return False
+    if item.members:
+        return all((item.target / name).is_file() for name in item.members)
+    return item.member_count is None or count_images(item.target) >= item.member_count
+
+
+def count_images(folder: Path) -> int:
+    return sum(1 for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def fetch_item(item: Item, sources: list, fetch: Fetch) -> str:
@@ -251,7 +275,7 @@ def fetch_item(item: Item, sources: list, fetch: Fetch) -> str:
     if is_present(item):
         return "present"
     reasons = []
-    for source in sources:
+    for position, source in enumerate(sources):
         if fetch.cancel.is_set():
             raise Unavailable("interrupted")
         if source.label in fetch.blocked:
@@ -262,11 +286,22 @@ def fetch_item(item: Item, sources: list, fetch: Fetch) -> str:
             return "fetched"
         except Blocked as err:
             with fetch.lock:
+                first = source.label not in fetch.blocked
                 fetch.blocked.setdefault(source.label, str(err))
             reasons.append(str(err))
+            if first:  # said once: every later item skips this source
+                say_next(err, sources[position + 1:], fetch)
         except Unavailable as err:
             reasons.append(str(err))
+            say_next(err, sources[position + 1:], fetch)
     raise Unavailable("; ".join(reasons) or f"no source for {item.name}")
+
+
+def say_next(err: Unavailable, rest: list, fetch: Fetch) -> None:
+    """One line: why a source failed, and which one is tried next (none: the summary says it)."""
+    following = next((s for s in rest if s.label not in fetch.blocked), None)
+    if following is not None and str(err) != "interrupted":
+        fetch.note(f"{err}; fetching it from {following.label}")
 
 
 def fetch_from(item: Item, source, fetch: Fetch) -> None:
@@ -287,9 +322,8 @@ def fetch_from(item: Item, source, fetch: Fetch) -> None:
             problem = Unavailable(f"transfer of {item.name} from {source.label} failed: {reason(err)}")
             continue
         except OSError as err:  # requests' other errors are OSErrors too
-            if err.errno == errno.ENOSPC:
-                raise CaseStudyError(f"the disk under {fetch.root} is full: free some space and run the "
-                                     f"same command again") from None
+            if cannot_write(err, fetch.root):
+                raise  # fetch_data says what to do in one line
             raise Unavailable(f"{item.name} from {source.label}: {reason(err)}") from None
         problem = check(item, part, source.label, fetch.state().get("pinned", {}))
         if problem is None:
@@ -316,8 +350,27 @@ def install(item: Item, part: Path, fetch: Fetch, source: str) -> None:
         os.replace(part, item.target)
 
 
-def reason(err: BaseException) -> str:
-    return (" ".join(str(err).split()) or type(err).__name__)[:160]
+def cannot_write(err: OSError, root: Path) -> bool:
+    """Whether an error is about writing under `root` (fatal), not about reading a source."""
+    if err.errno in FATAL:
+        return True
+    inside = err.filename is not None and Path(os.path.abspath(err.filename)).is_relative_to(
+        os.path.abspath(root))
+    return inside and err.errno in (errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR)
+
+
+def os_problem(err: OSError, root: Path) -> str:
+    """A write error as one line: what, where, and what to do."""
+    where = err.filename or root
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"the disk holding {root} is full: free some space or choose --data-root on a larger disk, "
+                f"then run the same command again (verified files are kept and not fetched again)")
+    if err.errno == errno.EROFS:
+        return f"{where} is on a read-only file system: choose a writable --data-root"
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return f"permission denied: {where}: make it writable by you, or choose another --data-root"
+    return (f"cannot write {where}: {err.strerror or reason(err)}; check the folder or choose another "
+            f"--data-root")
 
 
 def run_items(items: list[Item], sources: list, fetch: Fetch, summary: Summary) -> None:
@@ -354,6 +407,8 @@ def run_items(items: list[Item], sources: list, fetch: Fetch, summary: Summary) 
         raise CaseStudyError(f"interrupted: {len(summary.fetched)} file(s) fetched and verified are kept "
                              f"(unfinished ones only under {fetch.work / 'partial'}); run the same "
                              f"command again to resume") from None
+    except OSError as err:  # a full, read-only or forbidden folder: every worker has stopped
+        raise CaseStudyError(os_problem(err, fetch.root)) from None
     finally:
         pool.shutdown(wait=True)
         files_bar.close()
@@ -375,7 +430,8 @@ def file_item(entry: dict, target: Path, name: str | None = None) -> Item:
                 checksum=checksum)
 
 
-def archive_items(key: str, dataset: dict, root: Path, count: int) -> list[Item]:
+def archive_items(key: str, dataset: dict, root: Path, count: int, known: dict) -> list[Item]:
+    """Items for the first `count` images (whole zips); `known`: member lists kept in state.json."""
     archives = dataset["archives"][: math.ceil(count / dataset["per_unit"])]
     if count > len(archives) * dataset["per_unit"]:
         raise CaseStudyError(f"{key} has {len(archives) * dataset['per_unit']} images in the manifest; "
@@ -383,11 +439,15 @@ def archive_items(key: str, dataset: dict, root: Path, count: int) -> list[Item]
     items = []
     for a in archives:
         checksum = ("sha256", a["sha256"]) if a.get("sha256") else ("md5", a["md5"]) if a.get("md5") else None
-        items.append(Item(name=f"{key} {a['name']}", path=a["name"],
+        name = f"{key} {a['name']}"
+        seen = known.get(name, {})  # CRCs from the first verified copy
+        members = {m: seen.get(m) for m in a["members"]} if "members" in a else seen or None
+        items.append(Item(name=name, path=a["name"],
                           target=root / dataset["into"] / Path(a["name"]).stem, size=a["size"],
                           checksum=checksum, drive_id=a.get("drive_id"), archive=True,
                           approx_size=dataset["approx_bytes_per_archive"],
-                          pin=None if checksum else f"{key}/{a['name']}"))
+                          pin=None if checksum else f"{key}/{a['name']}", members=members,
+                          member_count=len(members) if members else dataset["per_unit"]))
     return items
 
 
@@ -421,9 +481,7 @@ def compact_ffhq_index(metadata: Path, index_file: Path) -> dict:
         match = re.search(r"[?&]id=([-\w]+)|/d/([-\w]+)", image["file_url"])
         index[number] = [match and (match[1] or match[2]), image["file_path"], image["file_size"],
                          image["file_md5"]]
-    tmp = index_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(index))
-    os.replace(tmp, index_file)
+    write_text(json.dumps(index), index_file)
     return index
 
 
@@ -482,9 +540,18 @@ def fetch_data(dataset: str | None = "course", real: int | None = None, fake: in
     except KeyboardInterrupt:
         raise CaseStudyError(f"interrupted: the {len(summary.fetched)} file(s) fetched and verified are "
                              f"kept; run the same command again to resume") from None
+    except OSError as err:  # a full, read-only or forbidden folder: nothing unverified is in place
+        root = Path(data_root) if dataset else Path(err.filename or ".").parent
+        raise CaseStudyError(os_problem(err, root)) from None
     if not dry_run_only:
         folder = manifest["collections"].get(dataset or "", {}).get("folder", "raw")
         summary.show(next_command(dataset, data_root, weights, folder))
+    if summary.failed:
+        name, why = next(iter(summary.failed.items()))
+        raise FetchIncomplete(f"{len(summary.failed)} file(s) could not be fetched from any source, e.g. "
+                              f"{name}: {' '.join(why.split())[:300]}; run the same command again to retry "
+                              f"(nothing verified is fetched twice) or add a source with --from PATH or "
+                              f"--source URL", summary)
     return summary
 
 
@@ -492,8 +559,6 @@ def fetch_collection(manifest: dict, dataset: str, real: int | None, fake: int |
                      source: str | None, local: str | None, dry_run_only: bool, progress: bool,
                      summary: Summary) -> None:
     """Fetch a collection's real and fake sets into <data-root>/<folder>/real/... and .../fake/..."""
-    from casestudy import sources as src
-
     if dataset not in manifest["collections"]:
         raise CaseStudyError(f"no dataset {dataset!r} in the manifest: choose one of "
                              f"{', '.join(manifest['collections'])}")
@@ -515,7 +580,8 @@ def fetch_collection(manifest: dict, dataset: str, real: int | None, fake: int |
         chosen = src.choose(spec["sources"], source, local, fetch, key)
         title = f"{key} ({label})"
         if spec["layout"] == "archives":
-            groups.append((title, archive_items(key, spec, root, count), chosen))
+            known = fetch.state().get("members", {})
+            groups.append((title, archive_items(key, spec, root, count, known), chosen))
             continue
         # per-image checksums come from a metadata file, fetched (and verified) first
         meta = manifest["files"][spec["checksums"]]
@@ -572,7 +638,6 @@ def fetch_weights(manifest: dict, source: str | None, local: str | None, dry_run
     """
     import torch
 
-    from casestudy import sources as src
     from casestudy.model import URL_VARIABLE, imagenet_url
 
     entry = manifest["files"]["resnet18-imagenet"]

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from casestudy import data, eda, plots
+from casestudy import data, plots
+from casestudy.features import FEATURE_NAMES, grey, log_magnitude_spectrum, radial_frequencies
 from casestudy.plots import plt
 
 COLOURS = {"real": "tab:blue", "fake": "tab:red"}
@@ -61,7 +62,7 @@ def plot_distributions(table: pd.DataFrame, features: list[str], tag: str):
                 grid = np.linspace(values.min(), values.max(), 200)
                 ax.plot(grid, stats.gaussian_kde(values)(grid), color=COLOURS[name])
         log = feature in LOG_SCALE and (table[feature] > 0).all()
-        ax.set(xlabel=("log10 " if log else "") + eda.FEATURE_NAMES[feature], ylabel="density")
+        ax.set(xlabel=("log10 " if log else "") + FEATURE_NAMES[feature], ylabel="density")
         ax.legend()
     fig.suptitle(tag, fontsize=9)
     return fig
@@ -76,7 +77,7 @@ def plot_spectra_examples(table: pd.DataFrame, tag: str, per_class: int = 3):
             rgb = np.asarray(data.read_rgb(path))
             axes[2 * row, col].imshow(rgb)
             axes[2 * row, col].set_title(name, color=COLOURS[name], fontsize=9)
-            axes[2 * row + 1, col].imshow(eda.log_magnitude_spectrum(eda.grey(rgb)), cmap="magma")
+            axes[2 * row + 1, col].imshow(log_magnitude_spectrum(grey(rgb)), cmap="magma")
             axes[2 * row + 1, col].set_title(f"{name}: log|FFT|", fontsize=9)
     for ax in axes.ravel():
         ax.axis("off")
@@ -86,7 +87,7 @@ def plot_spectra_examples(table: pd.DataFrame, tag: str, per_class: int = 3):
 
 def plot_power_spectrum(spectra: np.ndarray, y: np.ndarray, tag: str):
     """Mean +- sd of the log radial power per class, and the fake - real difference."""
-    freq = eda.radial_frequencies()
+    freq = radial_frequencies()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     for name, label in data.LABELS.items():
         s = spectra[y == label]
@@ -112,7 +113,7 @@ def plot_power_spectrum(spectra: np.ndarray, y: np.ndarray, tag: str):
 
 def plot_separability(summary: dict, tag: str):
     """ROC-AUC of each scalar feature on its own, and of the spectrum baseline (cross-validated)."""
-    names = [eda.FEATURE_NAMES[f] for f in summary["features"]] + ["spectrum baseline (LR, CV)"]
+    names = [FEATURE_NAMES[f] for f in summary["features"]] + ["spectrum baseline (LR, CV)"]
     aucs = [f["auc"] for f in summary["features"].values()] + [summary["baseline"]["auc"]]
     fig, ax = plt.subplots(figsize=(6, 0.35 * len(names) + 1.2))
     colours = ["tab:grey"] * (len(names) - 1) + ["tab:green"]

@@ -14,10 +14,11 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from torch import nn
 
-from casestudy import CaseStudyError, data, feed, files, plots
+from casestudy import CaseStudyError, feed, files, plots
 from casestudy.config import RunConfig
 from casestudy.data import CLASS_NAMES
-from casestudy.model import load_checkpoint, penultimate
+from casestudy.model import penultimate
+from casestudy.runs import RunFolder
 from casestudy.runtime import autocast, pick_device
 
 
@@ -67,9 +68,11 @@ def plot_tsne(points: np.ndarray, labels: np.ndarray, p_fake: np.ndarray, path: 
 
 def run_tsne(config: RunConfig, progress: bool = True) -> Path:
     """Embed the test split of runs/<name>, save embeddings.npz and figures/tsne.png."""
+    run = RunFolder.of(config)
+    config = run.trained_config(config)
     device = pick_device(config.device)
-    model, _ = load_checkpoint(config.run_dir / "checkpoint.pt", device)
-    [(images, labels, paths)] = data.load_for_run(config, "test", progress=progress)
+    model, _ = run.load_model(config, device)
+    [(images, labels, paths)] = run.load_images(config, "test", progress=progress)
     if len(images) > config.tsne_max_points:  # a seeded subsample keeps t-SNE quick
         keep = np.sort(np.random.default_rng(config.seed).choice(len(images),
                                                                  config.tsne_max_points, False))
@@ -77,10 +80,10 @@ def run_tsne(config: RunConfig, progress: bool = True) -> Path:
     embeddings, p_fake = extract_embeddings(model, images, device)
     points = tsne_2d(embeddings, config.tsne_perplexity, config.seed)
     labels = labels.numpy()
-    out = config.run_dir / "embeddings.npz"
+    out = run.embeddings
     with files.atomic_write(out) as file:
         np.savez_compressed(file, embeddings=embeddings, tsne=points, labels=labels, p_fake=p_fake,
                             paths=np.array(paths))
-    plot_tsne(points, labels, p_fake, config.run_dir / "figures" / "tsne.png",
+    plot_tsne(points, labels, p_fake, run.figure("tsne.png"),
               f"t-SNE of ResNet18 embeddings, test split\n({plots.data_tag(config.data)})")
     return out

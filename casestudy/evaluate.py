@@ -21,7 +21,7 @@ from tqdm import tqdm
 from casestudy import CaseStudyError, data, feed, files, plots
 from casestudy.config import RunConfig
 from casestudy.data import CLASS_NAMES
-from casestudy.model import load_checkpoint
+from casestudy.runs import RunFolder
 from casestudy.runtime import autocast, pick_device
 
 
@@ -141,13 +141,17 @@ def evaluate(config: RunConfig, eval_data: str | None = None, progress: bool = T
     Writes metrics.json, predictions.csv and figures into the run folder; another
     dataset's results go into runs/<name>/eval/<dataset>/.
     """
+    run = RunFolder.of(config)
+    config = run.trained_config(config)
     device = pick_device(config.device)
-    model, _ = load_checkpoint(config.run_dir / "checkpoint.pt", device)
+    model, _ = run.load_model(config, device)
     source = eval_data or config.data
-    split = "test" if eval_data is None else "all"  # another dataset: every usable image
-    [(images, labels, paths)] = data.load_for_run(config, split, source=source, progress=progress)
-    out_dir = config.run_dir if eval_data is None else (
-        config.run_dir / "eval" / data.dataset_name(eval_data))
+    if eval_data is None:  # the run's own test split, as it was split when training started
+        [(images, labels, paths)] = run.load_images(config, "test", progress=progress)
+        split, out_dir = "test", run.path
+    else:  # another dataset: every usable image
+        [(images, labels, paths)] = data.load_for_run(config, "all", source=source, progress=progress)
+        split, out_dir = "all", run.eval_dir(data.dataset_name(eval_data))
     labels = labels.numpy()
     p_fake = predict(model, images, device, progress=progress)
     result = compute_metrics(labels, p_fake)
@@ -169,14 +173,25 @@ def evaluate(config: RunConfig, eval_data: str | None = None, progress: bool = T
     return result
 
 
+def run_evaluation(config: RunConfig, progress: bool = True) -> list[dict]:
+    """Evaluate the run on its test split, then on every dataset of eval_data (`casestudy evaluate`)."""
+    for other in config.eval_data:  # before any work: a wrong folder replaces no result
+        if not all((Path(other) / label).is_dir() for label in CLASS_NAMES):
+            raise CaseStudyError(f"--eval-data {other}: not a folder with {' and '.join(CLASS_NAMES)}/ "
+                                 f"below it")
+    return [evaluate(config, progress=progress),
+            *[evaluate(config, eval_data=other, progress=progress) for other in config.eval_data]]
+
+
 def write_outputs(out_dir: Path, result: dict, paths, labels, p_fake) -> None:
-    files.write_csv(pd.DataFrame({"path": paths, "label": labels, "p_fake": p_fake}),
-                   out_dir / "predictions.csv")
-    files.write_json(result, out_dir / "metrics.json")
+    """predictions.csv, then metrics.json: metrics.json is there only once everything is."""
+    out = RunFolder(out_dir)
+    files.write_csv(pd.DataFrame({"path": paths, "label": labels, "p_fake": p_fake}), out.predictions)
+    files.write_json(result, out.metrics)
 
 
 def load_metrics(run_dir: Path) -> dict:
-    path = Path(run_dir) / "metrics.json"
+    path = RunFolder(Path(run_dir)).metrics
     if not path.is_file():
         raise CaseStudyError(f"no metrics at {path}: run `casestudy evaluate` first")
     return json.loads(path.read_text())

@@ -1,8 +1,9 @@
-"""Explain the detector: Grad-CAM heat maps on layer4[-1], with the grad-cam package.
+"""Explain the detector: Grad-CAM heat maps with the grad-cam package.
 
-Book chapter 06_gradcam. A CAM shows where the last convolutional block's evidence for a
-class lies; at low resolution (a 7x7 map at 224 px) it says "which region", not "which
-pixels".
+Book chapter 06_gradcam. A CAM shows where a convolutional block's evidence for a class lies.
+The target is the deepest block whose map still has at least MIN_CELLS x MIN_CELLS cells for
+the run's image size (layer4 from 97 px: 7x7 at 224 px; layer3 or layer2 on small images, where
+layer4's map is 1x1 or 2x2 and would normalise to nothing). Every figure names the layer.
 """
 
 from __future__ import annotations
@@ -16,23 +17,42 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from casestudy import data, feed, plots
+from casestudy import feed, plots
 from casestudy.config import RunConfig
 from casestudy.data import CLASS_NAMES
 from casestudy.evaluate import predict
-from casestudy.model import load_checkpoint
+from casestudy.runs import RunFolder
 from casestudy.runtime import pick_device
+
+MIN_CELLS = 4  # a map of fewer cells a side says little about "where"
+LAYERS = ("layer4", "layer3", "layer2", "layer1")  # deepest first
+
+
+def map_side(image_size: int, layer: str) -> int:
+    """Cells a side of a ResNet18 block's map: each stride-2 step halves the size, rounding up."""
+    halvings = {"layer1": 2, "layer2": 3, "layer3": 4, "layer4": 5}[layer]
+    side = image_size
+    for _ in range(halvings):
+        side = -(-side // 2)
+    return side
+
+
+def target_layer(image_size: int) -> str:
+    """The deepest block whose map has at least MIN_CELLS cells a side at this image size."""
+    return next((layer for layer in LAYERS if map_side(image_size, layer) >= MIN_CELLS), "layer1")
 
 
 def grad_cam(model: nn.Module, images: torch.Tensor, classes: list[int], device: torch.device,
-             batch_size: int = 32) -> np.ndarray:
+             batch_size: int = 32, layer: str | None = None) -> np.ndarray:
     """Return Grad-CAM maps (N, H, W) in [0, 1] of uint8 images (N, 3, H, W) for `classes`.
 
-    The CAM object is a context manager: its hooks are removed even when a batch fails.
+    The target is the last block of `layer` (default: target_layer of the image size). The CAM
+    object is a context manager: its hooks are removed even when a batch fails.
     """
     model.eval()
     maps = []
-    with GradCAM(model=model, target_layers=[model.layer4[-1]]) as cam:
+    layer = layer or target_layer(images.shape[-1])
+    with GradCAM(model=model, target_layers=[getattr(model, layer)[-1]]) as cam:
         for i, (x, _) in enumerate(feed.in_order(images, batch_size, device)):
             targets = [ClassifierOutputTarget(c) for c in classes[i * batch_size : (i + 1) * batch_size]]
             maps.append(cam(input_tensor=x, targets=targets))
@@ -90,9 +110,11 @@ def plot_mean_cams(cams: np.ndarray, labels: np.ndarray, path: Path, title: str)
 
 def run_gradcam(config: RunConfig, progress: bool = True) -> list[Path]:
     """Write Grad-CAM overlays and per-class mean CAMs of the test split into figures/."""
+    run = RunFolder.of(config)
+    config = run.trained_config(config)
     device = pick_device(config.device)
-    model, _ = load_checkpoint(config.run_dir / "checkpoint.pt", device)
-    [(images, labels, _)] = data.load_for_run(config, "test", progress=progress)
+    model, _ = run.load_model(config, device)
+    [(images, labels, _)] = run.load_images(config, "test", progress=progress)
     labels = labels.numpy()
     p_fake = predict(model, images, device)
     pred = (p_fake >= 0.5).astype(int)
@@ -104,10 +126,11 @@ def run_gradcam(config: RunConfig, progress: bool = True) -> list[Path]:
     cams = np.zeros((len(images), *images.shape[-2:]), np.float32)
     cams[todo] = grad_cam(model, images[todo], pred[todo].tolist(), device)  # explain the decision
     tag = plots.data_tag(config.data)
-    figures = config.run_dir / "figures"
+    layer = target_layer(config.image_size)
+    where = f"{layer}[-1], {map_side(config.image_size, layer)}x{map_side(config.image_size, layer)} cells"
     return [
-        plot_examples(images, cams, p_fake, groups, figures / "gradcam_examples.png",
-                      f"Grad-CAM of the predicted class, test split ({tag})"),
-        plot_mean_cams(cams[sample], labels[sample], figures / "gradcam_mean.png",
-                       f"Mean Grad-CAM per true class ({tag})"),
+        plot_examples(images, cams, p_fake, groups, run.figure("gradcam_examples.png"),
+                      f"Grad-CAM of the predicted class at {where}, test split ({tag})"),
+        plot_mean_cams(cams[sample], labels[sample], run.figure("gradcam_mean.png"),
+                       f"Mean Grad-CAM per true class at {where} ({tag})"),
     ]

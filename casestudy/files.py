@@ -52,10 +52,28 @@ def fsync_folder(folder: Path) -> None:
 
 
 def write_csv(table: pd.DataFrame, path: Path) -> Path:
-    """Write a table atomically (atomic_write: never a half-written file)."""
+    """Write a table atomically (atomic_write: never a half-written file).
+
+    A "path" column is written with scan.encode_path, so that any file name a file system
+    allows stays one line of valid UTF-8 (read it back with read_csv).
+    """
+    from casestudy.scan import encode_path
+
+    if "path" in table.columns:
+        table = table.assign(path=table.path.astype(str).map(encode_path))
     with atomic_write(path, "w") as file:
         table.to_csv(file, index=False)
     return Path(path)
+
+
+def read_csv(path: Path, **options) -> pd.DataFrame:
+    """Read a table written by write_csv, its "path" column decoded back to the real names."""
+    from casestudy.scan import decode_path
+
+    table = pd.read_csv(path, **options)
+    if "path" in table.columns:
+        table["path"] = table.path.astype(str).map(decode_path)
+    return table
 
 
 def write_json(values: dict, path: Path) -> Path:

@@ -2,7 +2,8 @@
 
 Book chapter 01_data. The manifest names, for each dataset and file, what it is, its
 licence and citation, its label, the sources it can come from (in order of preference)
-and, for every file or archive, its size and checksum where the upstream publishes them.
+and, for every file or archive, its size and checksum where the upstream publishes them (and,
+optionally, an archive's `members`: the image paths a folder standing in for it must hold).
 A typo is a one-line error naming the key, never a KeyError halfway through a download.
 """
 
@@ -59,6 +60,7 @@ DATASET = _one_of("layout", {
                         layout=_text, approx_bytes_per_archive=_count, checksums_note=_text,
                         sources=SOURCES, archives={"type": "array", "minItems": 1, "items": _closed(
                             ["name", "size"], name=_text, drive_id=_text,
+                            members={"type": "array", "minItems": 1, "items": _text},  # image paths
                             size={"type": ["integer", "null"], "minimum": 1},
                             sha256={"anyOf": [_sha256, _unpublished]}, md5=_md5)}),
 })

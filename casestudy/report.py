@@ -5,13 +5,15 @@ Book chapter 07_report.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import pandas as pd
 
-from casestudy import data, plots
+from casestudy import CaseStudyError, data, files, plots
 from casestudy.config import RunConfig
+from casestudy.runs import RunFolder
 
 FIGURES = [
     ("training_curves.png", "Training curves", "loss and accuracy per epoch, train and validation"),
@@ -43,9 +45,9 @@ QUESTIONS = {"balanced": "Is the data balanced?",
              "strongest": "What separates them best before any deep learning?"}
 
 
-def data_section(index: pd.DataFrame, index_path: Path) -> list[str]:
-    """Usable images per split and class; every file found, used or skipped (and why)."""
-    table = data.summarize(index)
+def data_section(index: pd.DataFrame, index_path: Path, split: pd.DataFrame | None = None) -> list[str]:
+    """The run's images per split and class; every file found, used or skipped (and why)."""
+    table = data.summarize(index if split is None else split)
     skipped = data.skipped_files(index)
     lines = ["## Data", "", "| split | " + " | ".join(table.columns) + " |",
              "| --- |" + " ---: |" * len(table.columns),
@@ -94,41 +96,81 @@ def figure_lines(run: Path, figures: list, level: str = "###") -> list[str]:
     return lines
 
 
-def write_report(config: RunConfig) -> Path:
-    """Assemble runs/<name>/report.md from what the stages wrote."""
-    run = config.run_dir
+def settings_line(config: RunConfig) -> str:
+    """The run's real settings, as its config.yaml holds them."""
+    crop = f"random {config.train_crop} px crops" if config.train_crop else "no crop"
+    return (f"- data: `{config.data}`, split with seed {config.seed}; images {config.image_size} px; "
+            f"weights `{config.weights}`; {config.epochs} epochs, batch {config.batch_size}, "
+            f"lr {config.lr:g}{f' (tuned for batch {config.lr_batch})' if config.lr_batch else ''}, "
+            f"weight decay {config.weight_decay:g}; augmentation: {crop}, padding "
+            f"{config.crop_padding}, flips {'on' if config.flip else 'off'}, jitter {config.jitter:g}")
+
+
+@contextlib.contextmanager
+def reading(path: Path, remedy: str):
+    """A run file that cannot be read as its stage wrote it is one line: which file, what to run."""
+    try:
+        yield
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as err:  # JSON, CSV, shape
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CaseStudyError(f"{path} is damaged ({why}); {remedy}") from None
+
+
+def read_json(path: Path) -> dict:
+    values = json.loads(Path(path).read_text())
+    if not isinstance(values, dict):
+        raise TypeError("not a JSON object")
+    return values
+
+
+def write_report(config: RunConfig, progress: bool = False) -> Path:
+    """Assemble runs/<name>/report.md from what the stages wrote, with the run's own settings."""
+    folder = RunFolder.of(config)
+    trained = folder.is_trained()
+    config = folder.trained_config(config) if trained else config
+    run = folder.path
     lines = [f"# Who's the Imposter? Report of run `{config.name}`", ""]
     if data.is_synthetic(config.data):
         lines += [f"> **{plots.SYNTHETIC_TAG}.** This run used the embedded synthetic dataset; "
                   "its numbers show that the pipeline works, not how well fakes are detected.", ""]
-    lines += [f"- data: `{config.data}`; images {config.image_size} px; weights `{config.weights}`;"
-              f" {config.epochs} epochs, batch {config.batch_size}, lr {config.lr}, seed {config.seed}",
+    if not trained:
+        lines += ["> This run has not been trained yet: the report holds what the stages run so far "
+                  "wrote, and the settings below are those it was asked with.", ""]
+    lines += [settings_line(config),
               "- labels: real = 0, fake = 1; precision, recall and F1 treat **fake** as positive",
-              "- settings: [config.yaml](config.yaml); predictions: [predictions.csv](predictions.csv)",
+              "- settings: [config.yaml](config.yaml); split: [split.csv](split.csv); "
+              "predictions: [predictions.csv](predictions.csv)",
               ""]
     index_path = data.dataset_dir(config.data, config.data_root) / "index.csv"
     if index_path.is_file():
-        lines += data_section(data.load_index(index_path), index_path)
-    lines += eda_section(run)
-    if (run / "history.csv").is_file():
-        history = pd.read_csv(run / "history.csv")
-        best = history.loc[history.val_acc.idxmax()]
-        lines += ["## Training", "", f"Best validation accuracy {best.val_acc:.3f} at epoch "
-                  f"{int(best.epoch)} of {len(history)} ([history.csv](history.csv)).", ""]
-    if (run / "metrics.json").is_file():
-        metrics = json.loads((run / "metrics.json").read_text())
-        rows = {"test (clean)": metrics, **metrics.get("perturbations", {})}
-        c = metrics["confusion"]
-        lines += ["## Evaluation", "", *metrics_table(rows), "",
-                  f"Confusion: {c['tp']} fakes caught, {c['fn']} fakes missed, {c['fp']} real "
-                  f"images called fake, {c['tn']} real images passed ([metrics.json](metrics.json)).",
-                  ""]
+        lines += data_section(data.load_index(index_path), index_path,
+                              folder.read_split() if folder.split.is_file() else None)
+    again = f"run `casestudy {{}} --name {config.name}` again"
+    with reading(folder.eda_summary, again.format("eda")):
+        lines += eda_section(run)
+    if folder.history.is_file():
+        with reading(folder.history, f"train the run again with `casestudy train --name {config.name} "
+                     f"--overwrite`"):
+            history = pd.read_csv(folder.history)
+            best = history.loc[history.val_acc.idxmax()]
+            lines += ["## Training", "", f"Best validation accuracy {best.val_acc:.3f} at epoch "
+                      f"{int(best.epoch)} of {len(history)} ([history.csv](history.csv)).", ""]
+    if folder.metrics.is_file():
+        with reading(folder.metrics, again.format("evaluate")):
+            metrics = read_json(folder.metrics)
+            rows = {"test (clean)": metrics, **metrics.get("perturbations", {})}
+            c = metrics["confusion"]
+            lines += ["## Evaluation", "", *metrics_table(rows), "",
+                      f"Confusion: {c['tp']} fakes caught, {c['fn']} fakes missed, {c['fp']} real "
+                      f"images called fake, {c['tn']} real images passed ([metrics.json](metrics.json)).",
+                      ""]
     others = sorted((run / "eval").glob("*/metrics.json")) if (run / "eval").is_dir() else []
-    if others:
-        rows = {p.parent.name: json.loads(p.read_text()) for p in others}
+    rows = {}
+    for path in others:
+        with reading(path, again.format("evaluate") + " with --eval-data"):
+            rows[path.parent.name] = read_json(path)
+            metric_row(path.parent.name, rows[path.parent.name])
+    if rows:
         lines += ["## Other datasets", "", *metrics_table(rows), ""]
     lines += ["## Figures", "", *figure_lines(run, FIGURES)]
-    out = run / "report.md"
-    out.write_text("\n".join(lines))
-    return out
-
+    return files.write_text("\n".join(lines), folder.report)

@@ -13,13 +13,19 @@ from casestudy import CaseStudyError
 
 
 def pick_device(requested: str = "auto") -> torch.device:
-    """Return cuda when present (or asked for), else cpu."""
+    """Return cuda when present (or asked for), else cpu; mps (Apple GPUs) when asked for."""
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested.startswith("cuda") and not torch.cuda.is_available():
         raise CaseStudyError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
-    if requested != "cpu" and not requested.startswith("cuda"):
-        raise CaseStudyError(f"unknown device {requested!r}: use auto, cpu or cuda")
+    if requested.startswith("cuda:") and int(requested[5:]) >= torch.cuda.device_count():
+        raise CaseStudyError(f"--device {requested}: this machine has {torch.cuda.device_count()} CUDA "
+                             f"GPU(s), numbered from 0")
+    if requested == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise CaseStudyError("--device mps was asked for but this torch has no Apple GPU (MPS) "
+                             "available; use --device cpu")
+    if requested not in ("cpu", "mps") and not requested.startswith("cuda"):
+        raise CaseStudyError(f"unknown device {requested!r}: use auto, cpu, cuda, cuda:N or mps")
     return torch.device(requested)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import threading
 import zipfile
+import zlib
 from collections import defaultdict
 from pathlib import Path, PurePosixPath
 
@@ -17,7 +18,16 @@ import requests
 
 from casestudy import CaseStudyError
 from casestudy.data import IMAGE_SUFFIXES
-from casestudy.download import CHUNK, Blocked, Unavailable, page_problem, reason
+from casestudy.fetch_common import (
+    CHUNK,
+    UNREADABLE_ZIP,
+    Blocked,
+    Unavailable,
+    move_into,
+    page_problem,
+    reason,
+    staging,
+)
 
 HTTP_CHUNK = 1 << 16  # what a cut transfer can lose: the bytes of the chunk being read
 
@@ -230,7 +240,11 @@ class KaggleSource:
 
 
 class LocalSource:
-    """A folder or zip you already have (e.g. the course's real_images.zip); zips inside are searched too."""
+    """A folder or zip you already have (e.g. the course's real_images.zip); zips inside are searched too.
+
+    A damaged zip is skipped with a message (the next source is tried); a folder stands in for an
+    archive only when it holds every member, each a valid image (and of the known CRC-32).
+    """
 
     transient = ()
 
@@ -238,6 +252,7 @@ class LocalSource:
         self.path = Path(spec["path"]).expanduser()
         self.label = f"local {self.path}"
         self.entries: dict[str, tuple[Path | None, str]] | None = None  # rel -> (zip or None, name)
+        self.damaged: list[str] = []  # zips inside the folder that could not be read
         self.lock = threading.Lock()
         self.zips = threading.local()
 
@@ -246,8 +261,12 @@ class LocalSource:
             if self.entries is not None:
                 return
             entries = {}
-            if self.path.is_file() and zipfile.is_zipfile(self.path):
-                self.add_zip(entries, self.path, "")
+            if self.path.is_file():
+                entries[self.path.name] = (None, str(self.path))  # the item itself (a zip, weights)
+                if zipfile.is_zipfile(self.path):
+                    self.add_zip(entries, self.path, "")
+                elif self.path.suffix.lower() == ".zip":
+                    raise Blocked(f"--from {self.path} is not a valid zip (truncated or damaged): skipped")
             elif self.path.is_dir():
                 for f in sorted(self.path.rglob("*")):
                     if f.is_file():
@@ -256,7 +275,7 @@ class LocalSource:
                         if f.suffix.lower() == ".zip" and zipfile.is_zipfile(f):
                             self.add_zip(entries, f, rel + "/")
             else:
-                raise CaseStudyError(f"--from {self.path}: no such folder or zip file")
+                raise Blocked(f"--from {self.path}: no such folder or zip file (any more)")
             self.by_tail = defaultdict(list)
             for rel in entries:
                 parts = PurePosixPath(rel).parts
@@ -264,12 +283,16 @@ class LocalSource:
                     self.by_tail[tail].append(rel)
             self.entries = entries
 
-    @staticmethod
-    def add_zip(entries: dict, path: Path, prefix: str) -> None:
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                if not info.is_dir():
-                    entries[prefix + info.filename] = (path, info.filename)
+    def add_zip(self, entries: dict, path: Path, prefix: str) -> None:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                for info in archive.infolist():
+                    if not info.is_dir():
+                        entries[prefix + info.filename] = (path, info.filename)
+        except UNREADABLE_ZIP as err:
+            if not prefix:
+                raise Blocked(f"--from {path} is not a valid zip ({reason(err)}): skipped") from None
+            self.damaged.append(f"{path} ({reason(err)})")  # its own entry still names it
 
     def find(self, item) -> str | None:
         parts = PurePosixPath(item.path).parts
@@ -290,6 +313,29 @@ class LocalSource:
             cache[container] = zipfile.ZipFile(container)
         return cache[container].open(name)
 
+    def where(self, rel: str) -> str:
+        container, name = self.entries[rel]
+        return name if container is None else f"{container}:{name}"
+
+    def copy(self, rel: str, out: Path, fetch) -> None:
+        """Copy one entry to `out`; a damaged zip member or an unreadable file is Unavailable."""
+        try:
+            src = self.open(rel)
+        except (OSError, *UNREADABLE_ZIP) as err:
+            raise Unavailable(f"cannot read {self.where(rel)} ({reason(err)})") from None
+        with src, open(out, "wb") as dst:
+            while True:
+                try:
+                    block = src.read(CHUNK)
+                except UNREADABLE_ZIP as err:  # e.g. "Bad CRC-32": only a zip member says so
+                    dst.close()
+                    out.unlink()  # no partial copy for the next source to resume
+                    raise Unavailable(f"{self.where(rel)} is damaged ({reason(err)})") from None
+                if not block:
+                    return
+                dst.write(block)
+                fetch.advance(len(block))
+
     def get(self, item, part: Path, fetch) -> bool:
         self.index()
         rel = self.find(item)
@@ -297,35 +343,68 @@ class LocalSource:
             return self.import_folder(item, fetch)
         if rel is None:
             raise Unavailable(f"{item.name} ({PurePosixPath(item.path).name}) is not in {self.path}")
-        with self.open(rel) as src, open(part, "wb") as dst:
-            for block in iter(lambda: src.read(CHUNK), b""):
-                dst.write(block)
-                fetch.advance(len(block))
+        self.copy(rel, part, fetch)
         return False
 
+    def folder_for(self, item) -> tuple[str, list[str]]:
+        """The folder named like the archive (000000/) with the most images, and those images."""
+        stem = PurePosixPath(item.path).stem
+        base = PurePosixPath(self.path.name if self.path.is_dir() else "")  # --from .../000000 itself
+        folders = defaultdict(list)
+        for rel in self.entries:
+            path = base / rel
+            if path.parent.name == stem and path.suffix.lower() in IMAGE_SUFFIXES:
+                folders[path.parent.as_posix()].append(rel)
+        if not folders:
+            raise Unavailable(f"{item.name} is not in {self.path} (neither {item.path} nor a folder {stem}/)")
+        folder = max(folders, key=lambda f: len(folders[f]))
+        shown = str(self.path.parent / folder) if self.path.is_dir() else f"{self.path}:{folder}"
+        return shown, folders[folder]
+
     def import_folder(self, item, fetch) -> bool:
-        """Take an archive's images from an already extracted folder of the same name (000000/)."""
+        """Take an archive's images from an already extracted folder of the same name (000000/).
+
+        Accepted only when complete: every member the manifest or an earlier verified copy lists,
+        or, with no list known, exactly as many images as the manifest says an archive holds.
+        """
         from PIL import Image
 
-        stem = PurePosixPath(item.path).stem
-        found = [rel for rel in self.entries if PurePosixPath(rel).parent.name == stem
-                 and PurePosixPath(rel).suffix.lower() in IMAGE_SUFFIXES]
-        if not found:
-            raise Unavailable(f"{item.name} is not in {self.path} (neither {item.path} nor a folder {stem}/)")
-        tmp = fetch.work / "partial" / f"{item.path}.extract"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for rel in found:
-            out = tmp / PurePosixPath(rel).name
-            with self.open(rel) as src, open(out, "wb") as dst:
-                shutil.copyfileobj(src, dst, CHUNK)
-            try:
-                with Image.open(out) as img:
-                    img.verify()  # PNG chunk CRCs; no checksum is published for these images
-            except Exception as err:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise Unavailable(f"{rel} in {self.path} is not a valid image ({reason(err)})") from None
-            fetch.advance(out.stat().st_size)
-        item.target.parent.mkdir(parents=True, exist_ok=True)
-        tmp.rename(item.target)
+        shown, found = self.folder_for(item)
+        names = {PurePosixPath(rel).name: rel for rel in found}
+        expected = item.members or {}
+        count = len(expected) or item.member_count
+        have = len(set(names) & {PurePosixPath(m).name for m in expected}) if expected else len(names)
+        if have < (count or 0) or (not expected and count and have > count):
+            raise Unavailable(f"{shown}: {have} of {count} images of {PurePosixPath(item.path).name}")
+        if not expected and count:
+            fetch.note(f"{shown}: {have} images, as many as {PurePosixPath(item.path).name} holds; "
+                       f"taken for it by count (no member list is known to check their names against)")
+        listed = {}
+        with staging(fetch.work, item) as tmp:
+            for name in expected or names:
+                rel = names[PurePosixPath(name).name]
+                out = tmp / name
+                out.parent.mkdir(parents=True, exist_ok=True)
+                self.copy(rel, out, fetch)
+                listed[name] = self.verify(out, expected.get(name), self.where(rel), Image)
+            fetch.remember("members", item.name, listed)
+            move_into(tmp, item.target)
         return True
+
+    @staticmethod
+    def verify(copy: Path, crc: int | None, shown: str, image) -> int:
+        """Return the copy's CRC-32 once it matches `crc` (where known) and decodes as an image."""
+        actual = 0
+        with open(copy, "rb") as f:
+            for block in iter(lambda: f.read(CHUNK), b""):
+                actual = zlib.crc32(block, actual)
+        if crc is not None and actual != crc:
+            raise Unavailable(f"{shown} differs from the verified copy (CRC-32 {actual:08x}, expected "
+                              f"{crc:08x})")
+        try:
+            with image.open(copy) as img:
+                img.verify()  # PNG chunk CRCs; no checksum is published for these images
+        except Exception as err:
+            why = reason(err).replace(f" '{copy}'", "")  # the temporary copy's name says nothing
+            raise Unavailable(f"{shown} is not a valid image ({why})") from None
+        return actual

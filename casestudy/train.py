@@ -6,6 +6,7 @@ history and RNG state, so `--resume` continues exactly where a run stopped.
 
 from __future__ import annotations
 
+import io
 import math
 import shutil
 from pathlib import Path
@@ -18,9 +19,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torchvision.ops import roi_align
 from tqdm import tqdm
 
-from casestudy import CaseStudyError, data, feed, files, plots
+from casestudy import CaseStudyError, data, feed, files, plots, stages
 from casestudy.config import RunConfig, from_dict, save_config
 from casestudy.model import build_model, normalize, read_checkpoint, to_unit
+from casestudy.runs import RunFolder
 from casestudy.runtime import (
     autocast,
     barrier,
@@ -31,8 +33,6 @@ from casestudy.runtime import (
     seed_everything,
     set_rng_state,
 )
-
-BEST, LAST = "checkpoint.pt", "last.pt"
 
 
 def augment(x: torch.Tensor, crop: int, padding: int = 0, jitter: float = 0.0,
@@ -99,7 +99,9 @@ def train_one_epoch(model: nn.Module, optimizer, scheduler, images: torch.Tensor
     total_loss = torch.zeros((), device=device)  # summed on the device: no sync per step
     correct = torch.zeros((), device=device, dtype=torch.long)
     order = feed.epoch_order(len(images), config.seed, epoch, rank=rank, world=world)
-    batch_size = max(1, config.batch_size // world)
+    batch_size = max(2, config.batch_size // world)
+    if len(order) % batch_size == 1:  # BatchNorm cannot train on a batch of one: leave it out
+        order = order[:-1]
     n_steps = -(-len(order) // batch_size)
     first_bad = torch.tensor(n_steps, device=device)  # first step with a non-finite loss, if any
     bad_loss = torch.zeros((), device=device)
@@ -126,7 +128,7 @@ def train_one_epoch(model: nn.Module, optimizer, scheduler, images: torch.Tensor
         torch.distributed.all_reduce(first_bad, op=torch.distributed.ReduceOp.MIN)
     if first_bad.item() < n_steps:
         value = bad_loss.item()  # 0 on a rank that saw only finite losses
-        kept = f"{config.run_dir / LAST} keeps epoch {epoch}" if epoch else "nothing was saved"
+        kept = f"{RunFolder.of(config).last} keeps epoch {epoch}" if epoch else "nothing was saved"
         raise CaseStudyError(
             f"the training loss became {value if not math.isfinite(value) else 'NaN or infinite'} at "
             f"epoch {epoch + 1}, step {first_bad.item() + 1} of {n_steps}; training stopped ({kept}): "
@@ -172,9 +174,20 @@ def make_optimizer(model: nn.Module, config: RunConfig, steps: int, device: torc
 
 
 def save_checkpoint(path: Path, **state) -> None:
-    """Write a checkpoint atomically: an interrupted save never replaces a good file."""
-    with files.atomic_write(path) as file:
-        torch.save(state, file)
+    """Write a checkpoint atomically: an interrupted save never replaces a good file.
+
+    It is serialised in memory first: torch.save turns a failing write (a full disk) into a
+    RuntimeError without its cause, while a plain write raises the OSError that says why.
+    """
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    try:
+        with files.atomic_write(path) as file:
+            file.write(buffer.getbuffer())
+    except OSError as err:
+        if err.filename:
+            raise
+        raise OSError(err.errno, err.strerror, str(path)) from None
 
 
 def load_data(config: RunConfig, progress: bool = True):
@@ -193,7 +206,8 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
     """
     rank, world, device = init_distributed(config.device)
     try:
-        return fit(config, resume, overwrite, progress and rank == 0, rank, world, device)
+        with RunFolder.of(config).lock("casestudy train"):  # rank 0 alone takes it
+            return fit(config, resume, overwrite, progress and rank == 0, rank, world, device)
     finally:
         close_distributed(world)
 
@@ -201,21 +215,32 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
 def fit(config: RunConfig, resume: bool, overwrite: bool, progress: bool, rank: int, world: int,
         device: torch.device) -> Path:
     """Train on this process's device and shard; rank 0 alone writes the run folder."""
-    run_dir, main = config.run_dir, rank == 0
+    run, main = RunFolder.of(config), rank == 0
+    run_dir = run.path
     if resume:
         config = resumed_config(config)
-    elif (run_dir / LAST).exists() and main:
+    elif run.last.exists() and main:
         if not overwrite:
             raise CaseStudyError(f"{run_dir} already holds a trained run: continue it with --resume, "
                                  f"replace it with --overwrite, or pick another --name")
         clear_run(run_dir)
-    if config.train_crop > config.image_size:
-        raise CaseStudyError(f"train_crop {config.train_crop} is larger than image_size "
-                             f"{config.image_size}")
     seed_everything(config.seed + rank, config.deterministic)
     if not main:
-        barrier(world)  # rank 0 indexes and caches the data first
-    (train_x, train_y, _), (val_x, val_y, _) = load_data(config, progress)
+        barrier(world)  # rank 0 indexes, splits and caches the data first
+    if config.weights not in ("none", "imagenet") and not Path(config.weights).is_file():
+        raise CaseStudyError(f"--weights {config.weights}: no such file; use none, imagenet or a .pth path")
+    if main and not resume:
+        run.write_split(data.load_index(data.prepare_for(config, progress=progress)))
+    try:
+        (train_x, train_y, _), (val_x, val_y, _) = run.load_images(config, "train", "val",
+                                                                  progress=progress)
+        if len(train_x) < 2 * world:
+            raise CaseStudyError(f"the train split of {config.data} has {len(train_x)} image(s): a "
+                                 f"training batch needs at least 2; index more images")
+    except BaseException:
+        if main and not resume:  # no run was started: leave no split.csv of a run that never was
+            run.split.unlink(missing_ok=True)
+        raise
     if main:
         barrier(world)
     train_x, val_x = feed.place(train_x, device), feed.place(val_x, device)
@@ -223,11 +248,14 @@ def fit(config: RunConfig, resume: bool, overwrite: bool, progress: bool, rank: 
     model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None
                                     ) if world > 1 else net
     model = torch.compile(model) if config.compile else model
-    steps_per_epoch = math.ceil(len(train_x) // world / max(1, config.batch_size // world))
+    steps_per_epoch = math.ceil(len(train_x) // world / max(2, config.batch_size // world))
     optimizer, scheduler = make_optimizer(net, config, steps_per_epoch * config.epochs, device)
     history, start, best_acc = [], 0, -1.0
     if resume:
         last = read_last(run_dir)
+        if last["epoch"] + 1 >= config.epochs:  # before anything is rewritten
+            raise CaseStudyError(f"nothing to resume: run {config.name!r} finished its {config.epochs} "
+                                 f"epoch(s); evaluate it, or train a longer run with another --name")
         net.load_state_dict(last["model"])
         optimizer.load_state_dict(last["optimizer"])
         scheduler.load_state_dict(last["scheduler"])
@@ -239,8 +267,8 @@ def fit(config: RunConfig, resume: bool, overwrite: bool, progress: bool, rank: 
             write_history(history, run_dir, config.data)  # history.csv matches last.pt again
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.yaml")
-        for partial in (*run_dir.glob(f".{BEST}.*.tmp"), *run_dir.glob(f".{LAST}.*.tmp")):
+        save_config(config, run.config)
+        for partial in (*run_dir.glob(f".{run.best.name}.*.tmp"), *run_dir.glob(f".{run.last.name}.*.tmp")):
             partial.unlink()  # a save that a kill interrupted (see files.atomic_write)
     epochs = tqdm(range(start, config.epochs), desc="train", unit="epoch", disable=not progress,
                   initial=start, total=config.epochs)
@@ -260,10 +288,10 @@ def fit(config: RunConfig, resume: bool, overwrite: bool, progress: bool, rank: 
                  "history": history, "rng": rngs[0], "rng_ranks": rngs}
         if val["acc"] > best_acc:
             best_acc = val["acc"]
-            save_checkpoint(run_dir / BEST, **state, best_val_acc=best_acc)
-        save_checkpoint(run_dir / LAST, **state, best_val_acc=best_acc)
+            save_checkpoint(run.best, **state, best_val_acc=best_acc)
+        save_checkpoint(run.last, **state, best_val_acc=best_acc)
         write_history(history, run_dir, config.data)
-    return run_dir / BEST
+    return run.best
 
 
 def eval_batch_size(config: RunConfig) -> int:
@@ -272,30 +300,26 @@ def eval_batch_size(config: RunConfig) -> int:
 
 
 def clear_run(run_dir: Path) -> None:
-    """Remove a previous run's model and its results (not the EDA) before training afresh."""
-    for name in (BEST, LAST, "history.csv", "metrics.json", "predictions.csv", "embeddings.npz",
-                 "report.md"):
-        (run_dir / name).unlink(missing_ok=True)
-    if (run_dir / "eval").is_dir():
-        shutil.rmtree(run_dir / "eval")
-    for figure in (run_dir / "figures").glob("*.png"):
-        if not figure.name.startswith("eda_"):  # the EDA is about the data, not the model
-            figure.unlink()
+    """Remove a previous run's model and everything made from it (not the EDA) before training afresh."""
+    for pattern in stages.model_outputs():
+        for path in Path(run_dir).glob(pattern):
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
 
 def resumed_config(config: RunConfig) -> RunConfig:
-    """Take the settings saved in runs/<name>/last.pt; a resumed run keeps them."""
-    last = config.run_dir / LAST
-    if not last.is_file():
-        raise CaseStudyError(f"nothing to resume: {last} does not exist; train without --resume")
-    saved = read_last(config.run_dir)["config"]
-    return from_dict({**saved, "runs_root": config.runs_root, "name": config.name})
+    """The settings of the run to resume: its own; config may differ only in place and stage settings."""
+    run = RunFolder.of(config)
+    if not run.last.is_file():
+        raise CaseStudyError(f"nothing to resume: {run.last} does not exist; train without --resume")
+    saved = from_dict({**read_last(run.path)["config"], "runs_root": config.runs_root,
+                       "name": config.name})
+    return run.trained_config(config, saved=saved)
 
 
 def read_last(run_dir: Path) -> dict:
     """Read runs/<name>/last.pt, everything a resumed run needs."""
-    return read_checkpoint(run_dir / LAST, f"it cannot be resumed: train afresh with `casestudy train "
-                                           f"--name {run_dir.name} --overwrite`",
+    return read_checkpoint(RunFolder(run_dir).last, f"it cannot be resumed: train afresh with "
+                           f"`casestudy train --name {run_dir.name} --overwrite`",
                            keys=("model", "optimizer", "scheduler", "epoch", "config", "history",
                                  "rng", "best_val_acc"))
 
@@ -303,7 +327,7 @@ def read_last(run_dir: Path) -> dict:
 def write_history(history: list[dict], run_dir: Path, data_name: str) -> None:
     """Save history.csv and the training-curve figure."""
     frame = pd.DataFrame(history)
-    files.write_csv(frame, run_dir / "history.csv")
+    files.write_csv(frame, RunFolder(run_dir).history)
     fig, (ax_loss, ax_acc) = plots.plt.subplots(1, 2, figsize=(9, 3.5))
     for split, style in (("train", "-o"), ("val", "-s")):
         ax_loss.plot(frame.epoch, frame[f"{split}_loss"], style, label=split)
@@ -314,4 +338,4 @@ def write_history(history: list[dict], run_dir: Path, data_name: str) -> None:
         ax.legend()
         ax.grid(alpha=0.3)
     fig.suptitle(f"Training curves ({plots.data_tag(data_name)})")
-    plots.save(fig, run_dir / "figures" / "training_curves.png")
+    plots.save(fig, RunFolder(run_dir).figure("training_curves.png"))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -50,3 +53,22 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, options: str):
+    """A tmpfs mounted at folder with mount options (e.g. "size=64k" or "ro"), unmounted afterwards.
+
+    Mounting needs root and mount rights; without them the test is skipped with the reason.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs (to fill a disk or make it read-only) needs root")
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"mount -t tmpfs is not permitted here: {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -15,6 +15,7 @@ import pytest
 from autograder import GradingError
 from autograder.cli import main
 from autograder.course import EXERCISES, SOLUTIONS, assignments
+from autograder.notebooks import failed_lines
 from autograder.release import release
 from autograder.submissions import collect, student_id
 
@@ -59,16 +60,23 @@ def test_exercises_are_what_release_generates(tmp_path):
             f"exercises/{rel} drifted from solutions/: run `autograder release`")
 
 
-def test_release_refuses_a_solution_that_fails_its_tests(tmp_path, capsys):
+def test_release_refuses_a_solution_with_an_error_in_any_cell(tmp_path, capsys):
     solutions = tmp_path / "solutions"
     shutil.copytree(SOLUTIONS / FIRST, solutions / FIRST)
     nb = notebook(solutions)
     cell(nb, "label_of").source = cell(nb, "label_of").source.replace(
         "return LABELS[folder]", "return sorted(LABELS).index(folder)")  # the original bug
+    last = max(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "nbgrader" not in c.metadata)
+    nb.cells[last].source += "\ntorch.flatnonzero(torch.ones(2))"  # 06_gradcam's bug, in no test cell
     save(nb, solutions / FIRST / f"{FIRST}.ipynb")
     out = tmp_path / "exercises"
-    with pytest.raises(GradingError, match=r"solution 01_data fails its own tests.*AssertionError"):
+    with pytest.raises(GradingError) as err:
         release(out, solutions=solutions, timeout=60)
+    assert str(err.value).startswith("solution 01_data does not run clean, so nothing was released: ")
+    assert "cell 6 raised AssertionError: an image in real/ is real" in str(err.value)
+    assert (f"cell {last} raised AttributeError: module 'torch' has no attribute 'flatnonzero'"
+            in str(err.value))
+    assert "\n" not in str(err.value)
     assert not out.exists(), "nothing released"
 
 
@@ -103,14 +111,15 @@ def test_collect_accepts_the_usual_shapes(tmp_path):
     (subs / "bad.zip").write_bytes(b"not a zip")
     (subs / "notes.txt").write_text("ignored")
     found = {s.student: s for s in collect(subs, names, tmp_path / "scratch")}
-    assert set(found) == {"ana", "Bo_Li_1234", "cy", "dup", "bad"}
+    assert set(found) == {"ana", "Bo_Li_1234", "cy", "dup", "bad", "notes.txt"}
     assert list(found["ana"].notebooks) == [FIRST]
     assert list(found["Bo_Li_1234"].notebooks) == [FIRST]
     assert sorted(found["cy"].notebooks) == [FIRST, "02_eda"]
     assert not (tmp_path / "evil.ipynb").exists() and not (tmp_path / "scratch" / "evil.ipynb").exists()
     assert "two notebooks for 01_data" in found["dup"].problems[FIRST]
     assert "cannot be read" in found["bad"].problems["*"]
-    assert student_id("Ana María O'Neil") == "Ana_Mar_a_O_Neil"
+    assert found["notes.txt"].problems["*"] == "notes.txt is not a notebook, a folder or a zip"
+    assert student_id("Ana María O'Neil") == "Ana_María_O_Neil"
 
 
 # ---------------------------------------------------------------- a whole class
@@ -136,6 +145,16 @@ def graded(tmp_path_factory):
     cell(cheat, "test_label_of").source = "pass  # tests removed"
     cell(cheat, "test_label_of").metadata.nbgrader.points = 100
     save(cheat, subs / "cheat" / FIRST / f"{FIRST}.ipynb")
+    borrower = notebook(EXERCISES, "02_eda")  # every part solved, luminance by the package's own
+    solved = notebook(SOLUTIONS, "02_eda")
+    for grade_id in ("mean_colour", "luminance", "fft_magnitude", "radial_power_spectrum"):
+        cell(borrower, grade_id).source = cell(solved, grade_id).source
+    cell(borrower, "luminance").source = re.sub(
+        r"### BEGIN SOLUTION\n.*?### END SOLUTION", "from casestudy import eda as _eda\n"
+        "    return _eda.luminance(rgb)", cell(borrower, "luminance").source, flags=re.S)
+    at = borrower.cells.index(cell(borrower, "test_fft_magnitude")) + 1
+    borrower.cells.insert(at, nbformat.v4.new_code_cell("undefined_helper()"))  # a cell of theirs raises
+    save(borrower, subs / "borrower" / "02_eda.ipynb")
     out = root / "grading"
     code = main(["grade", str(subs), "--out", str(out), "--timeout", "60", "--jobs", "2"])
     with (out / "grades.csv").open() as f:
@@ -154,17 +173,25 @@ def test_perfect_submission_gets_full_marks_within_the_time_budget(graded):
         row = rows[("perfect", name)]
         assert row["status"] == "graded", row
         assert float(row["total"]) == float(row["max"]) > 0, row
+        executed = nbformat.read(out / "autograded" / "perfect" / name / f"{name}.ipynb", as_version=4)
+        assert failed_lines(executed) == [], f"{name}'s solution, graded, does not run clean"
         assert float(row["written_max"]) > 0
         assert float(row["seconds"]) < 120, f"{name} took {row['seconds']} s to grade"
         feedback = out / "feedback" / "perfect" / name / f"{name}.html"
         assert feedback.is_file() and "Score" in feedback.read_text()
+        assert "BEGIN HIDDEN TESTS" not in feedback.read_text(), f"{name}'s hidden tests shown"
+    assert "fake_looking_name" not in (out / "feedback" / "perfect" / "01_data" / "01_data.html").read_text()
 
 
 def test_blank_submission_gets_zero(graded):
     _, _, rows = graded
     for name in assignments():
         row = rows[("blank", name)]
-        assert row["status"] == "graded" and float(row["total"]) == 0 < float(row["max"]), row
+        assert float(row["total"]) == 0 < float(row["max"]), row
+        assert row["status"] == "graded" or re.fullmatch(  # later cells call the unwritten functions
+            r"graded(; cell \d+ (raised|timed out)[^;]*)+; results after cell \d+ may be incomplete",
+            row["status"]), row
+    assert "raised NotImplementedError" in rows[("blank", FIRST)]["status"]
 
 
 def test_broken_submissions_are_scored_as_they_deserve(graded):
@@ -174,11 +201,35 @@ def test_broken_submissions_are_scored_as_they_deserve(graded):
         assert row["status"].startswith("graded"), row
         assert points(row, "test_label_of", "test_stratified_split", "total", "max") == [0, 3, 3, 5], row
         assert rows[(student, "02_eda")]["status"] == "missing"
-    assert "cell 5 timed out" in rows[("loop", FIRST)]["status"]
+    loop = rows[("loop", FIRST)]["status"]
+    assert loop.startswith("graded; cell 5 timed out; cell 11 raised NameError: name 'label_of' is not")
+    assert loop.endswith("; results after cell 5 may be incomplete")
     assert "tests restored: test_label_of (edited, points 100)" in rows[("cheat", FIRST)]["status"]
     broken = rows[("broken", FIRST)]
     assert broken["status"].startswith("not graded: 01_data.ipynb is not a valid notebook"), broken
     assert broken["total"] == "0" or float(broken["total"]) == 0
+
+
+def test_an_answer_by_the_package_scores_zero_and_a_raising_cell_is_named(graded):
+    _, out, rows = graded
+    row = rows[("borrower", "02_eda")]
+    assert points(row, "test_mean_colour", "test_luminance", "test_fft_magnitude",
+                  "test_radial_power_spectrum") == [1, 0, 1, 3], row
+    assert float(row["total"]) == float(row["max"]) - 1, row
+    reason = "luminance: uses casestudy.eda's answer (casestudy.eda.luminance); scored 0"
+    assert row["status"].startswith(f"graded; {reason}; cell "), row
+    found = re.search(r"; cell (\d+) raised NameError: name 'undefined_helper' is not defined;",
+                      row["status"])
+    assert found, row
+    index = int(found.group(1))
+    assert row["status"].endswith(f"; results after cell {index} may be incomplete"), row
+    executed = nbformat.read(out / "autograded" / "borrower" / "02_eda" / "02_eda.ipynb", as_version=4)
+    assert executed.cells[index].source == "undefined_helper()"
+    page = (out / "feedback" / "borrower" / "02_eda" / "02_eda.html").read_text()
+    notes = page[page.index('id="autograder-notes"'):page.index("</ul></div>")]
+    assert reason.replace("'", "&#x27;") in notes and f"cell {index} raised NameError" in notes
+    assert page.index('id="autograder-notes"') < page.index("Score"), "the notes come first"
+    assert rows[("perfect", "02_eda")]["status"] == "graded", "the package imported for other things is fine"
 
 
 def test_gradebook_keeps_the_original_tests(graded):
@@ -188,3 +239,20 @@ def test_gradebook_keeps_the_original_tests(graded):
                 == "test_label_of")
     assert "fake_looking_name" in "".join(test["source"]), "hidden tests restored"
     assert test["metadata"]["nbgrader"]["points"] == 2
+
+
+def test_autograder_modules_import_no_circle():
+    """course <- sandbox <- execute: no module imports one that imports it back (even lazily)."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "autograder"
+    graph = {p.stem: {n.module.split(".")[1] for n in ast.walk(ast.parse(p.read_text()))
+                      if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("autograder.")}
+             for p in package.glob("*.py")}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(d == goal or (d not in seen and reaches(d, goal, seen | {d}))
+                   for d in graph.get(start, ()))
+
+    assert graph["sandbox"] == {"course"} and "execute" not in graph["course"]
+    assert not [m for m in graph if reaches(m, m, set())], graph

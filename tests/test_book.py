@@ -162,3 +162,11 @@ def test_screenshots_of_the_landing_page_and_a_chapter(site, browser_page):
         path = SCREENSHOTS / f"{name}.png"
         page.screenshot(path=str(path), full_page=False)
         assert path.stat().st_size > 10_000, path
+
+
+def test_the_public_book_shows_no_solution(site):
+    """Students read the book: no exercise's solution (nor its code) is in the public build."""
+    solved = [page.name for page in HTML.glob("*.html")
+              if 'class="solution' in page.read_text() or "gradients.mean(axis=(2, 3))" in page.read_text()]
+    assert not solved, f"solutions shown in {solved}"
+    assert 'class="exercise' in (HTML / "06_gradcam.html").read_text()  # the exercises themselves stay

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from casestudy import CaseStudyError, book
+from casestudy import CaseStudyError, book, stages
 from casestudy.config import save_config
 
 
@@ -61,14 +61,14 @@ def test_ensure_runs_what_is_missing_in_order(repo, monkeypatch):
 
     def fake_stage(config, stage, progress=False):
         ran.append(stage)
-        out = config.run_dir / book.OUTPUT[stage]
+        out = config.run_dir / stages.stage(stage).output
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("")
         if stage == "train":
             save_config(config, config.run_dir / "config.yaml")
 
     monkeypatch.setattr(book, "run_stage", fake_stage)
-    monkeypatch.setattr(book, "has_run", lambda c, s: (c.run_dir / book.OUTPUT[s]).is_file()
+    monkeypatch.setattr(book, "has_run", lambda c, s: (c.run_dir / stages.stage(s).output).is_file()
                         and (s != "train" or (c.run_dir / "config.yaml").is_file()))
     assert book.ensure(config, "tsne") == ["train", "tsne"]
     assert book.ensure(config, "report") == ["eda", "evaluate", "gradcam", "report"]

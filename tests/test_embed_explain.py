@@ -74,3 +74,20 @@ def test_examples_are_grouped_by_class_and_correctness():
     assert list(groups["real, wrong"]) == [1]
     assert sorted(groups["fake, correct"]) == [3, 5]
     assert list(groups["fake, wrong"]) == [4]
+
+
+@pytest.mark.parametrize("size, layer, side", [(32, "layer2", 4), (48, "layer2", 6), (64, "layer3", 4),
+                                               (224, "layer4", 7)])
+def test_the_cam_layer_keeps_at_least_4x4_cells(size, layer, side):
+    from casestudy.explain import map_side, target_layer
+
+    assert (target_layer(size), map_side(size, target_layer(size))) == (layer, side)
+
+
+def test_grad_cam_maps_have_structure_on_small_images(model, batch):
+    """At 32 px layer4 is 1x1: every map would be blank. The chosen layer gives maps with detail."""
+    cams = grad_cam(model, batch, [1] * 10, CPU)
+    assert (cams.reshape(10, -1).std(1) > 0.05).mean() >= 0.8, cams.reshape(10, -1).std(1)
+    assert cams.mean(0).std() > 0.01  # the mean map is not blank either
+    blank = grad_cam(model, batch, [1] * 10, CPU, layer="layer4")
+    assert blank.reshape(10, -1).std(1).max() < 1e-6  # what a 1x1 map gives: nothing to see

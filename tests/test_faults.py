@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from casestudy import CaseStudyError, cli, files, train
+from casestudy.config import RunConfig, save_config
 from casestudy.model import build_model
 
 PRESET = ["--config", "demo", "--synthetic-per-class", "20", "--synthetic-size", "32",
@@ -116,15 +117,16 @@ def damage(path, how):
 
 @pytest.fixture
 def saved_run(tmp_path):
-    """A run folder holding checkpoint.pt and last.pt as train writes them (not trained: fast)."""
+    """A run folder holding config.yaml, checkpoint.pt and last.pt as train writes them (untrained)."""
     run = tmp_path / "runs" / "broken"
-    run.mkdir(parents=True)
+    config = RunConfig(name="broken", runs_root=str(tmp_path / "runs"))
+    save_config(config, run / "config.yaml")
     model = build_model("none")
     optimizer = torch.optim.AdamW(model.parameters())
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "epoch": 0, "history": [], "rng": {},
-             "config": {"name": "broken"}, "best_val_acc": 0.5}
+             "config": config.to_dict(), "best_val_acc": 0.5}
     for name in ("checkpoint.pt", "last.pt"):
         torch.save(state, run / name)
     return run
