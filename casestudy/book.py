@@ -99,7 +99,7 @@ def figure(config: RunConfig, name: str, width: int | None = None):
     return Image(filename=str(path), width=width)
 
 
-def show(fig):
+def show(fig, dpi: int = 110):
     """A matplotlib figure as a PNG for a page (the package draws headless, with Agg), closed."""
     import io
 
@@ -108,25 +108,35 @@ def show(fig):
     from casestudy.plots import plt
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return Image(data=buffer.getvalue(), format="png")
 
 
-def show_examples(index, per_class: int = 6, seed: int = 0):
-    """A row of images of each class from a dataset index, titled with their label number."""
+def show_examples(index, per_class: int = 6, seed: int = 0, enlarge: int = 0):
+    """A row of images of each class from a dataset index, titled with their label number.
+
+    enlarge > 0 shows every image at that many screen pixels per image pixel (nearest
+    neighbour), so that a faint trace is neither hidden nor smoothed by the page.
+    """
     from casestudy.plots import plt
 
-    fig, axes = plt.subplots(2, per_class, figsize=(1.6 * per_class, 3.6), squeeze=False)
+    chosen = {label: index[(index.label == label) & (index.split != "")] for label in data.LABELS.values()}
+    chosen = {label: rows.sample(n=min(per_class, len(rows)), random_state=seed)
+              for label, rows in chosen.items()}
+    side = 1.6 if not enlarge else enlarge * int(max(index.width.max(), 1)) / 100  # inches at dpi 100
+    fig, axes = plt.subplots(2, per_class, figsize=(side * per_class, side * 2 + 0.6), squeeze=False,
+                             dpi=100 if enlarge else None)
     for row, (name, label) in enumerate(data.LABELS.items()):
-        chosen = index[(index.label == label) & (index.split != "")]
-        chosen = chosen.sample(n=min(per_class, len(chosen)), random_state=seed)
-        for ax, path in zip(axes[row], chosen.path):
-            ax.imshow(data.read_rgb(path))
+        for ax, path in zip(axes[row], chosen[label].path):
+            ax.imshow(data.read_rgb(path), interpolation="nearest" if enlarge else "antialiased")
         for ax in axes[row]:
             ax.axis("off")
-        axes[row][0].set_title(f"{name} (label {label})", loc="left", fontsize=9)
-    return show(fig)
+        axes[row][0].set_title(f"{name} (label {label})" + (f", {enlarge}x" if enlarge else ""),
+                               loc="left", fontsize=9)
+    if enlarge:
+        fig.subplots_adjust(left=0, right=1, bottom=0, top=0.9, wspace=0.05, hspace=0.25)
+    return show(fig, dpi=100 if enlarge else 110)
 
 
 def report_html(config: RunConfig):

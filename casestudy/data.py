@@ -317,10 +317,10 @@ def prepare(data: str, data_root: str = "data", seed: int = 0, max_per_class: in
     """Make sure the dataset is present and indexed; return the path of its index.csv."""
     out = dataset_dir(data, data_root)
     if is_synthetic(data):
-        from casestudy.synthetic import make_synthetic
+        from casestudy.synthetic import VERSION, make_synthetic
 
         folder = out / "images"
-        stamp = out / f"made-{seed}-{synthetic_per_class}-{synthetic_size}"
+        stamp = out / f"made-v{VERSION}-{seed}-{synthetic_per_class}-{synthetic_size}"
         if not stamp.exists():  # other settings: make the set afresh, no stale images
             with writing(out, "the synthetic dataset into"):
                 shutil.rmtree(folder, ignore_errors=True)
