@@ -12,6 +12,7 @@ from casestudy import data, plots
 from casestudy.features import FEATURE_NAMES, grey, log_magnitude_spectrum, radial_frequencies
 from casestudy.plots import plt
 
+EMPTY_BIN = -11.99  # log10 of the floor (1e-12) that compute_features adds: no coefficient in the bin
 COLOURS = {"real": "tab:blue", "fake": "tab:red"}
 LOG_SCALE = {"laplacian_var"}  # heavy-tailed: shown as log10
 FIGURES = [  # file, title, caption: the report shows them in this order
@@ -87,7 +88,10 @@ def plot_spectra_examples(table: pd.DataFrame, tag: str, per_class: int = 3):
 
 def plot_power_spectrum(spectra: np.ndarray, y: np.ndarray, tag: str):
     """Mean +- sd of the log radial power per class, and the fake - real difference."""
-    freq = radial_frequencies()
+    # A radial bin that holds no coefficient at these images' size (small images have fewer
+    # distinct frequencies than bins) is left out, not drawn as a spike down to the log's floor.
+    held = ~(spectra <= EMPTY_BIN).all(0)
+    freq, spectra = radial_frequencies()[held], spectra[:, held]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     for name, label in data.LABELS.items():
         s = spectra[y == label]

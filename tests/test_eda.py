@@ -163,3 +163,15 @@ def test_eda_command_on_the_real_sample(shared_sample, tmp_path):
     assert summary["answers"]["balanced"].startswith("Yes")  # the sample holds 800 of each
     assert summary["features"]["width"]["auc"] == 0.5  # every image is 256 x 256
     assert 0.5 < summary["baseline"]["accuracy"] < 1.0
+
+
+def test_the_power_spectrum_figure_leaves_out_empty_bins():
+    """At 32 px many of the 64 radial bins hold no coefficient: no spike down to the log's floor."""
+    from casestudy import eda_plots
+
+    images = np.random.default_rng(0).integers(0, 255, (12, 32, 32)).astype(np.float32)
+    spectra = np.log10(np.stack([eda.radial_power_spectrum(g) for g in images]) + 1e-12)
+    assert (spectra <= -11.99).all(0).sum() > 10  # the empty bins are there to leave out
+    fig = eda_plots.plot_power_spectrum(spectra, np.array([0] * 6 + [1] * 6), "test")
+    curves = [line.get_ydata() for ax in fig.axes for line in ax.get_lines() if len(line.get_ydata()) > 2]
+    assert curves and min(np.min(y) for y in curves) > -5, "a curve dips to the empty bins' floor"
