@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from nbconvert.preprocessors import Preprocessor
+from traitlets import Bool
 
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n.*?### END HIDDEN TESTS\n?", re.S)
 
@@ -29,6 +30,8 @@ def result_only(output: dict) -> dict:
 
 class HideHiddenTests(Preprocessor):
     """Strip hidden tests' source and tracebacks from every graded test cell."""
+
+    enabled = Bool(True)  # nbconvert's preprocessors are off unless enabled
 
     def preprocess_cell(self, cell, resources, index):
         flags = cell.get("metadata", {}).get("nbgrader", {})

@@ -198,6 +198,16 @@ def note_on_page(page: Path, notes: list[str]) -> None:
     tmp.replace(page)
 
 
+def add_students(out: Path, students: list[str]) -> None:
+    """Enter every student in the gradebook before the workers start: two workers autograding
+    the same student's notebooks at once would otherwise both create them (a UNIQUE error)."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
+        for student in students:
+            gb.update_or_create_student(student)
+
+
 def run_all(out: Path, timeout: int, jobs: int, todo: list[tuple[str, str]], box: Sandbox,
             limits: dict) -> dict:
     """Autograde every (student, assignment); one failure never stops the rest."""
@@ -308,6 +318,7 @@ def grade(submissions: Path, out: Path, timeout: int, jobs: int = 1,
             elif problem != "missing":
                 print(f"not graded: {student.student} {name}: {problem}", file=sys.stderr)
     shutil.rmtree(out / ".work", ignore_errors=True)
+    add_students(out, sorted({s for s, _ in todo}))
     limits = {"max_output_mb": max_output_mb, "max_notebook_output_mb": max_notebook_output_mb}
     done = run_all(out, timeout, jobs, todo, box, limits)
     shutil.rmtree(out / ".work", ignore_errors=True)
