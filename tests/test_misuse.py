@@ -318,7 +318,9 @@ def test_later_stages_use_the_runs_own_split(trained):
     tsne = __import__("numpy").load(trained["run"] / "embeddings.npz")
     assert sorted(tsne["paths"]) == sorted(test)
     # the data was not remade with the preset's seed 0: only the run's seed-1 set exists
-    assert [p.name for p in (trained["data"] / "synthetic").glob("made-*")] == ["made-1-20-32"]
+    from casestudy.synthetic import VERSION
+
+    assert [p.name for p in (trained["data"] / "synthetic").glob("made-*")] == [f"made-v{VERSION}-1-20-32"]
 
 
 def test_the_report_states_the_runs_real_settings(trained):
