@@ -301,14 +301,6 @@ def copy_of(trained, tmp_path):
     return place, runs / "tiny"
 
 
-@pytest.fixture
-def one_thread_torch():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_later_stages_use_the_runs_own_split(trained):
     split = pd.read_csv(trained["run"] / "split.csv")
     predictions = pd.read_csv(trained["run"] / "predictions.csv")
@@ -349,7 +341,7 @@ def test_a_flag_that_contradicts_the_run_is_refused(trained, stage, flag, value,
 
 
 def test_a_config_file_of_stage_settings_only_is_accepted_on_a_trained_run(copy_of, tmp_path, capsys,
-                                                                            one_thread_torch):
+                                                                            one_thread):
     place, run = copy_of
     preset = tmp_path / "stage.yaml"
     preset.write_text("perturbations: blur:2.0\ntsne_max_points: 5\n")
@@ -364,7 +356,7 @@ def test_a_preset_chosen_for_a_trained_run_must_agree_with_it(trained, capsys):
     assert snapshot(trained["run"]) == trained["snapshot"]
 
 
-def test_the_stages_own_settings_are_accepted(copy_of, capsys, one_thread_torch):
+def test_the_stages_own_settings_are_accepted(copy_of, capsys, one_thread):
     place, run = copy_of
     code, out, err = call(["evaluate", *place, "--perturbations", "jpeg:90"], capsys)
     assert code == 0, err
@@ -547,7 +539,7 @@ def test_a_run_in_use_is_refused_naming_the_process(held, argv, capsys):
     assert snapshot(run) == before
 
 
-def test_the_lock_of_a_killed_process_is_taken_over(held, capsys, one_thread_torch):
+def test_the_lock_of_a_killed_process_is_taken_over(held, capsys, one_thread):
     place, run, holder = held
     holder.send_signal(signal.SIGKILL)
     holder.wait()
@@ -561,7 +553,7 @@ def test_the_lock_of_a_killed_process_is_taken_over(held, capsys, one_thread_tor
 
 
 def test_ctrl_c_during_training_says_what_was_kept_and_resume_finishes(trained, tmp_path, capsys,
-                                                                       one_thread_torch):
+                                                                       one_thread):
     place = ["--runs-root", str(tmp_path / "runs"), "--data-root", str(trained["data"]), "--name", "cut"]
     proc = subprocess.Popen([sys.executable, "-m", "casestudy", "train", *TINY, "--epochs", "3", *place],
                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -615,7 +607,7 @@ def test_an_unexpected_error_is_one_line_with_a_saved_traceback(copy_of, monkeyp
 ], ids=["report-ENOSPC", "report-EROFS", "report-EACCES", "report-EDQUOT", "report-EIO",
         "evaluate-ENOSPC", "tsne-ENOSPC", "gradcam-EROFS"])
 def test_a_failing_disk_is_one_line_and_keeps_the_old_files(copy_of, monkeypatch, stage, code_, needles,
-                                                            capsys, one_thread_torch):
+                                                            capsys, one_thread):
     place, run = copy_of
     real = files.atomic_write
 
@@ -634,7 +626,7 @@ def test_a_failing_disk_is_one_line_and_keeps_the_old_files(copy_of, monkeypatch
 
 
 def test_training_into_a_full_disk_is_one_line_and_leaves_no_half_checkpoint(trained, tmp_path, capsys,
-                                                                            one_thread_torch):
+                                                                            one_thread):
     with small_disk(tmp_path / "small", "size=200k") as small:
         code, _, err = call(["train", *TINY, "--epochs", "1", "--runs-root", str(small),
                              "--data-root", str(trained["data"]), "--name", "full"], capsys)
@@ -671,7 +663,7 @@ def test_a_runs_root_that_is_a_file_is_one_line(trained, tmp_path, below, capsys
     assert blocker.read_text() == "not a folder"
 
 
-def test_a_last_training_batch_of_one_image_trains(trained, tmp_path, capsys, one_thread_torch):
+def test_a_last_training_batch_of_one_image_trains(trained, tmp_path, capsys, one_thread):
     # 28 training images in batches of 3: the last batch would hold a single image
     runs = tmp_path / "runs"
     code, _, err = call(["train", *TINY, "--batch-size", "3", "--epochs", "1", "--runs-root", str(runs),
