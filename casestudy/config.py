@@ -33,9 +33,11 @@ MODEL_STAGES = ("train", "evaluate", "tsne", "gradcam", "run")
 
 
 def setting(default, help: str, role: str = RUN, stages: tuple = TRAIN_STAGES, low=None,
-            high=None, choices: tuple | None = None, pattern: str | None = None, allowed: str = ""):
-    """Declare one setting: its default, help, role, the stages that use it, and what is allowed."""
-    meta = {"help": help, "role": role, "stages": stages, "low": low, "high": high,
+            high=None, choices: tuple | None = None, pattern: str | None = None, allowed: str = "",
+            above=None):
+    """Declare one setting: its default, help, role, the stages that use it, and what is allowed
+    (low and high inclusive, above exclusive)."""
+    meta = {"help": help, "role": role, "stages": stages, "low": low, "high": high, "above": above,
             "choices": choices, "pattern": pattern, "allowed": allowed}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
@@ -91,7 +93,7 @@ class RunConfig:
                            allowed="none, imagenet or a path ending in .pth or .pt")
     epochs: int = setting(8, "training epochs", low=1, high=10_000)
     batch_size: int = setting(32, "batch size", low=2, high=65_536)
-    lr: float = setting(2e-3, "peak learning rate (warm-up, then cosine decay)", low=0.0,
+    lr: float = setting(2e-3, "peak learning rate (warm-up, then cosine decay)", above=0.0,
                         allowed="a finite number > 0")
     lr_batch: int = setting(0, "the batch size --lr was chosen for: scale it by sqrt(batch size / "
                             "this) (0: no scaling)", low=0, high=65_536)
@@ -178,10 +180,9 @@ def parse_setting(f: dataclasses.Field, value):
     except ValueError as err:
         raise CaseStudyError(f"setting {f.name}: {value!r} is not allowed; allowed: "
                              f"{allowed(f, str(err))}") from None
-    low, high = meta["low"], meta["high"]
-    strictly_positive = kind == "float" and low == 0.0 and f.name == "lr"
-    if (low is not None and (parsed < low or (strictly_positive and parsed <= 0))) or (
-            high is not None and parsed > high):
+    low, high, above = meta["low"], meta["high"], meta["above"]
+    if ((low is not None and parsed < low) or (high is not None and parsed > high)
+            or (above is not None and parsed <= above)):
         raise CaseStudyError(f"setting {f.name}: {value!r} is out of range; allowed: {allowed(f)}")
     return parsed
 
