@@ -44,6 +44,7 @@ from casestudy.features import (  # noqa: F401 - eda.<feature> stays the noteboo
     ring_means,
     too_small,
 )
+from casestudy.runs import RunFolder
 
 # ---------------------------------------------------------------- statistics
 
@@ -152,17 +153,17 @@ def run_eda(config, progress: bool = True) -> dict:
         "baseline": spectrum_baseline(spectra, y, config.seed),
     }
     summary["answers"] = answers(summary)
-    out = config.run_dir
+    run = RunFolder.of(config)
     psd = pd.DataFrame(spectra, columns=[f"log10_power_f{f:.4f}" for f in radial_frequencies()])
-    files.write_csv(pd.concat([table, psd], axis=1), out / "eda.csv")
-    eda_plots.plot_all(table, spectra, summary, config, out / "figures")
+    files.write_csv(pd.concat([table, psd], axis=1), run.eda_table)
+    eda_plots.plot_all(table, spectra, summary, config, run.figures)
     summary["seconds"] = round(time.perf_counter() - started, 2)
-    files.write_json(summary, out / "eda_summary.json")
+    files.write_json(summary, run.eda_summary)
     return summary
 
 
 def load_summary(run_dir: Path) -> dict | None:
-    path = Path(run_dir) / "eda_summary.json"
+    path = RunFolder(Path(run_dir)).eda_summary
     return json.loads(path.read_text()) if path.is_file() else None
 
 
