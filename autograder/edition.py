@@ -69,8 +69,8 @@ def leaks(folder: Path, secret: dict[str, set[str]]) -> list[str]:
             text = path.read_text()
         except (UnicodeDecodeError, OSError):
             continue
-        if path.suffix == ".ipynb":
-            text = text.replace('\\"', '"').replace("\\n", "\n")
+        if path.suffix == ".ipynb":  # search the cells' text, not its JSON escaping
+            text = notebook_text(text)
         relative = path.relative_to(folder)
         searched = secret["hidden"] | (set() if relative.parts[0] in PACKAGES else secret["solution"])
         hits = [line for line in searched if line in text]
@@ -78,6 +78,16 @@ def leaks(folder: Path, secret: dict[str, set[str]]) -> list[str]:
             hits.append("{solution}")
         found += [f"{relative}: {hit[:60]}" for hit in hits]
     return found
+
+
+def notebook_text(raw: str) -> str:
+    """Every cell's source and text output of a notebook file, as plain text."""
+    try:
+        cells = json.loads(raw).get("cells", [])
+    except (ValueError, AttributeError):
+        return raw
+    return "\n".join("".join(cell.get("source", "")) + "".join(
+        "".join(out.get("text", "")) for out in cell.get("outputs", [])) for cell in cells)
 
 
 def copy_tree(source: Path, target: Path) -> None:
