@@ -1,14 +1,20 @@
-"""Save matplotlib figures headless, and title them honestly (synthetic data says so)."""
+"""Save matplotlib figures headless, and title them honestly (synthetic data says so).
+
+Outside a notebook the figures are drawn with Agg (no display needed); inside one, the kernel's
+inline backend stays, so that figures a notebook draws itself with plt.show() appear.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import matplotlib
 
 from casestudy.files import atomic_write
 
-matplotlib.use("Agg")
+if "inline" not in os.environ.get("MPLBACKEND", ""):  # a notebook's kernel keeps its inline figures
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 SYNTHETIC_TAG = "SYNTHETIC data, not real faces"
