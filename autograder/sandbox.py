@@ -79,15 +79,22 @@ def prepare(folder: Path, uid: int) -> None:
 def reap(uid: int, wait: float = 30) -> None:
     """Kill what is left of the last kernel that ran as uid (a fork bomb's children die with
     their pid namespace, but not at once), so that its processes do not count against the next."""
+    kill_until_gone(lambda: [int(p.name) for p in Path("/proc").glob("[0-9]*") if owner(p) == uid],
+                    wait, pause=0.2)
+
+
+def kill_until_gone(processes, wait: float, pause: float) -> None:
+    """SIGKILL every pid that processes() lists, again and again, until it lists none or wait
+    seconds have passed (a fork bomb's children keep appearing for a moment)."""
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
-        left = [int(p.name) for p in Path("/proc").glob("[0-9]*") if owner(p) == uid]
+        left = processes()
         if not left:
             return
         for pid in left:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-        time.sleep(0.2)
+        time.sleep(pause)
 
 
 def memory_group(name: str, limit: int) -> Path | None:
@@ -133,15 +140,7 @@ def empty_group(group: Path | None) -> None:
     """Kill every process left in a sandbox's cgroup, then remove it."""
     if group is None or not group.is_dir():
         return
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        pids = [int(p) for p in read(group / "cgroup.procs").split()]
-        if not pids:
-            break
-        for pid in pids:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.1)
+    kill_until_gone(lambda: [int(p) for p in read(group / "cgroup.procs").split()], 30, pause=0.1)
     with contextlib.suppress(OSError):
         group.rmdir()
 
