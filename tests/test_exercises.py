@@ -15,6 +15,7 @@ from autograder.course import EXERCISES, SOLUTIONS, assignments
 from autograder.notebooks import is_test
 
 SOLUTION = re.compile(r"(### BEGIN SOLUTION\n)(.*?)(\n *### END SOLUTION)", re.S)
+HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", re.S)
 
 
 def body(new: str):
@@ -213,3 +214,34 @@ def test_each_notebook_has_a_switch_and_written_questions(name):
     written = [c for c in nb.cells if c.cell_type == "markdown"
                and c.metadata.get("nbgrader", {}).get("grade")]
     assert written and all(c.metadata.nbgrader.points > 0 for c in written)
+
+
+def visible(test_source: str) -> str:
+    """What a student sees of a test cell (and what `autograder check` runs)."""
+    return HIDDEN.sub("", test_source)
+
+
+def caught_by_visible_tests(solved) -> tuple[list[str], list[str]]:
+    """Run each known mistake against the visible tests only; return (caught, missed)."""
+    caught, missed = [], []
+    for (name, solution_id), mistakes in MISTAKES.items():
+        namespace = solved[0][name]
+        notebook = cells(SOLUTIONS / name / f"{name}.ipynb")
+        solution = next(c for c in notebook if grade_id(c) == solution_id)
+        test = next(c for c in notebook[notebook.index(solution):] if is_test(c))
+        for description, mutate in mistakes:
+            try:
+                assert not run(mutate(solution.source), namespace), "the wrong answer itself must run"
+                error = run(visible(test.source), namespace)
+            finally:
+                assert not run(solution.source, namespace)
+            (caught if error else missed).append(f"{solution_id}: {description}")
+    return caught, missed
+
+
+def test_visible_tests_catch_most_mistakes(solved):
+    """`autograder check` should warn a student before submission about most known mistakes."""
+    caught, missed = caught_by_visible_tests(solved)
+    total = len(caught) + len(missed)
+    print(f"visible tests catch {len(caught)} of {total} known mistakes; missed: {missed}")
+    assert len(missed) <= 0.1 * total, f"the visible tests miss {len(missed)} of {total}: {missed}"
