@@ -15,13 +15,14 @@ import tempfile
 from pathlib import Path
 
 from nbclient.exceptions import DeadKernelError
-from nbformat.v4 import new_output
+from nbformat.v4 import new_code_cell, new_output
 from nbgrader.preprocessors import Execute
 from traitlets import Integer, List, Unicode
 
+from autograder import hidden
 from autograder.sandbox import SandboxKernelManager
 from autograder.sanitise import sanitise
-from autograder.workdir import INCIDENTS, copy_plain
+from autograder.workdir import INCIDENTS, VERDICTS, copy_plain
 
 TRUNCATED = "[autograder: output truncated: more than {mb:g} MB from this {where}]"
 DIED = "KernelDied"  # the ename of the error put into the cell where the kernel died and after it
@@ -39,6 +40,8 @@ class GuardedExecute(Execute):
     max_copy_files = Integer(200, help="files of the kernel's copied back").tag(config=True)
     scratch = Unicode("", help="where kernels' scratch folders go (default: temp)").tag(config=True)
     ignore = List([], help="file patterns never copied back").tag(config=True)
+    solutions = Unicode("", help="the course's solutions, whose hidden_tests/ judge the test cells").tag(
+        config=True)
 
     def __init__(self, **kw):
         kw["kernel_manager_class"] = SandboxKernelManager
@@ -48,7 +51,11 @@ class GuardedExecute(Execute):
         self._used: dict[int, int] = {}
         self._total = 0
         self._dead = ""
+        self._replying = -1  # characters of a hidden test's reply so far; -1: not in one
+        self._verdicts: dict[str, hidden.Verdict] = {}
         resources = resources if resources is not None else {}
+        assignment = resources.get("nbgrader", {}).get("assignment", "")
+        self._hidden = hidden.load(Path(self.solutions), assignment) if self.solutions and assignment else {}
         meta = resources.setdefault("metadata", {})
         home = Path(meta.get("path") or ".")
         if self.scratch:
@@ -67,17 +74,21 @@ class GuardedExecute(Execute):
         if sanitise(nb):
             notes.append("unsafe HTML removed from outputs or answers")
         (home / INCIDENTS).write_text(json.dumps(notes))  # never copied from the kernel (workdir.py)
+        verdicts = [vars(v) for v in self._verdicts.values()]
+        (home / VERDICTS).write_text(json.dumps(verdicts))
         return nb, resources
 
     def preprocess_cell(self, cell, resources, index):
         if self._dead and cell.cell_type == "code":
             cell.outputs = [died(f"not run: {self._dead}")]
+            self.judge_hidden(cell, index)
             return cell, resources
         try:
             cell, resources = super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
             self._dead = f"the kernel died in cell {index}"
             cell.outputs.append(died(f"{self._dead} (out of memory or CPU time, or killed)"))
+            self.judge_hidden(cell, index)
             return cell, resources
         timed_out = any(out.get("ename") == "CellTimeoutError" for out in cell.get("outputs", []))
         if timed_out and not self.responsive():  # else every later cell would wait its timeout
@@ -86,7 +97,36 @@ class GuardedExecute(Execute):
             for out in cell.get("outputs", []):  # nbgrader scores any stderr as a failure:
                 if out.output_type == "stream" and out.name == "stderr":  # a warning is not one
                     out.name = "stdout"
+        self.judge_hidden(cell, index)
         return cell, resources
+
+    def judge_hidden(self, cell, index: int) -> None:
+        """After a test cell, run its hidden test's kernel half in a cell the notebook never holds,
+        and judge the reply here (hidden.py)."""
+        meta = cell.metadata.get("nbgrader", {})
+        test = self._hidden.get(meta.get("grade_id")) if cell.cell_type == "code" else None
+        if test is None or not meta.get("grade") or meta.get("solution") or test.grade_id in self._verdicts:
+            return
+        points = float(meta.get("points", 0))
+        if self._dead:
+            self._verdicts[test.grade_id] = hidden.Verdict(test.grade_id, 0, points, f"not run: {self._dead}")
+            return
+        marker = hidden.new_marker()
+        probe = new_code_cell(test.kernel_source(marker))
+        self._replying = 0
+        try:
+            super().preprocess_cell(probe, self.resources, index)
+        except DeadKernelError:
+            self._dead = f"the kernel died in the hidden tests after cell {index}"
+        finally:
+            self._replying = -1
+        reply = "".join(o.get("text", "") for o in probe.outputs
+                        if o.output_type == "stream" and o.name == "stdout")
+        if any(o.get("ename") == "CellTimeoutError" for o in probe.outputs):
+            verdict = hidden.Verdict(test.grade_id, 0, points, "the hidden tests timed out")
+        else:
+            verdict = hidden.judge_reply(test, reply, marker, points)
+        self._verdicts[test.grade_id] = verdict
 
     def responsive(self) -> bool:
         """Whether the kernel, interrupted after a timeout, runs an empty cell in time."""
@@ -95,6 +135,11 @@ class GuardedExecute(Execute):
 
     def output(self, outs, msg, display_id, cell_index):
         content = msg["content"]
+        if self._replying >= 0:  # a hidden test's reply: never shown, read up to its own cap
+            self._replying += len(json.dumps(content.get("data") or content.get("text") or ""))
+            if self._replying > hidden.MAX_REPLY:
+                return None
+            return super().output(outs, msg, display_id, cell_index)
         if msg["msg_type"] == "error":
             content["evalue"] = str(content.get("evalue", ""))[:MAX_ERROR_TEXT]
             content["traceback"] = [str(line)[:MAX_ERROR_TEXT] for line in content.get("traceback", [])]
@@ -120,8 +165,9 @@ def died(reason: str):
 
 
 def guard(config, sandbox, max_output_mb: float = 2, max_notebook_output_mb: float = 10,
-          scratch: str = "") -> None:
-    """Make nbgrader's autograding in config run each kernel in sandbox, output capped."""
+          scratch: str = "", solutions: str = "") -> None:
+    """Make nbgrader's autograding in config run each kernel in sandbox, output capped, with the
+    hidden tests of solutions/hidden_tests judged after their test cells."""
     from nbgrader.converters import Autograde
 
     steps = Autograde.class_traits()["autograde_preprocessors"].default()
@@ -130,4 +176,5 @@ def guard(config, sandbox, max_output_mb: float = 2, max_notebook_output_mb: flo
     config.GuardedExecute.max_notebook_output = int(max_notebook_output_mb * 2**20)
     config.GuardedExecute.scratch = scratch
     config.GuardedExecute.ignore = list(config.CourseDirectory.ignore)
+    config.GuardedExecute.solutions = solutions
     config.SandboxKernelManager.sandbox = sandbox

@@ -24,12 +24,13 @@ from tqdm import tqdm
 from autograder import GradingError
 from autograder.course import SOLUTIONS, api, assignments, first_line, nbgrader_config
 from autograder.execute import guard
+from autograder.hidden import Verdict
 from autograder.notebooks import failed_cells, incidents, normalise, read_notebook, read_submission, tampered
 from autograder.reference import reference_uses, scoring_cell
 from autograder.sandbox import Sandbox, empty_group, memory_group, unavailable
 from autograder.sanitise import protect_page
 from autograder.submissions import Student, collect
-from autograder.workdir import INCIDENTS
+from autograder.workdir import INCIDENTS, VERDICTS
 
 FIXED = ["student", "assignment", "status"]
 
@@ -120,7 +121,7 @@ def autograde_one(out: str, timeout: int, student: str, name: str, box: Sandbox,
     start = time.perf_counter()
     box = replace(box, uid=box.uid + SLOT)
     config = nbgrader_config(Path(out), timeout)
-    guard(config, box, scratch=str(Path(out) / ".work"), **limits)
+    guard(config, box, scratch=str(Path(out) / ".work"), solutions=str(Path(out) / "source"), **limits)
     grader = api(config)
     result = grader.autograde(name, student, force=True, create=True)
     if not result["success"]:
@@ -151,6 +152,7 @@ def report(out: Path, student: str, name: str) -> tuple[list[str], list[str]]:
         (folder / INCIDENTS).unlink()
     except (OSError, ValueError):
         noted = []
+    judged = apply_verdicts(out, student, name, folder / VERDICTS)
     stopped = incidents(graded)
     failed = failed_cells(graded, tests=False)
     raised = [f"cell {i} {what}" for i, what in failed
@@ -160,7 +162,30 @@ def report(out: Path, student: str, name: str) -> tuple[list[str], list[str]]:
     if failed:
         cells.append(f"results after cell {failed[0][0]} may be incomplete")
     borrowed = zero_borrowed(out, student, name, graded)
-    return borrowed + cells + [str(n) for n in noted], borrowed + cells
+    return judged + borrowed + cells + [str(n) for n in noted], judged + borrowed + cells
+
+
+def apply_verdicts(out: Path, student: str, name: str, path: Path) -> list[str]:
+    """Score each test cell by its hidden test's verdict, judged outside the kernel (hidden.py),
+    whatever nbgrader read from the cell's output; return a line per part that lost points."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    try:
+        verdicts = [Verdict(**v) for v in json.loads(path.read_text())]
+        path.unlink()
+    except (OSError, ValueError, TypeError):
+        return []
+    lost = []
+    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
+        for verdict in verdicts:
+            try:
+                gb.find_grade(verdict.grade_id, name, name, student).auto_score = verdict.points
+            except MissingEntry:
+                continue
+            if not verdict.passed:
+                lost.append(verdict.line())
+        gb.db.commit()
+    return lost
 
 
 def zero_borrowed(out: Path, student: str, name: str, graded) -> list[str]:

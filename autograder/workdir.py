@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 INCIDENTS = ".autograder-incidents.json"  # what the grader noted, beside the graded notebook
-NEVER_COPIED = (INCIDENTS, "*.ipynb", "*.html", "*.htm", "*.xhtml", "*.svg", "*.js", "*.mht", "*.mhtml")
+VERDICTS = ".autograder-verdicts.json"  # the hidden tests' verdicts, beside the graded notebook
+NEVER_COPIED = (INCIDENTS, VERDICTS, "*.ipynb", "*.html", "*.htm", "*.xhtml", "*.svg", "*.js", "*.mht",
+                "*.mhtml")
 MAX_DEPTH = 16
 CHUNK = 2**20
 
