@@ -5,8 +5,8 @@ exercises' solutions), written into a folder and checked to hold nothing of the 
 
 The course's solutions/ and tests/ stay behind; the book's sources lose their {solution}
 blocks. Before OUT is written, every file of the edition is searched for every line of every
-solution region, hidden-test region and model answer of the solution notebooks; one found is
-an error and nothing is written.
+solution region, hidden-test region and model answer of the solution notebooks, and of the
+hidden tests in solutions/hidden_tests/; one found is an error and nothing is written.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from autograder import GradingError
+from autograder import GradingError, hidden
 
 INCLUDED = ["casestudy", "autograder", "exercises", "book", "README.md", "LICENSE", "pyproject.toml",
             "constraints.txt", "data_manifest.yaml"]
@@ -30,9 +30,10 @@ MIN_SECRET = 30  # characters: shorter lines (`return splits`) are no secret
 
 def secrets(solutions: Path) -> dict[str, set[str]]:
     """The lines of the solution notebooks that students must not get: "solution" (solution
-    regions) and "hidden" (hidden tests and model answers), less the lines the notebook also
-    has outside them (those a release keeps)."""
+    regions) and "hidden" (hidden tests, in the notebooks or in hidden_tests/, and model
+    answers), less the lines the notebooks also have outside them (those a release keeps)."""
     found = {"solution": set(), "hidden": set()}
+    everywhere: set[str] = set()  # lines some notebook keeps in its release
     for notebook in sorted(solutions.glob("*/*.ipynb")):
         cells = json.loads(notebook.read_text())["cells"]
         regions, kept = [], []
@@ -45,8 +46,12 @@ def secrets(solutions: Path) -> dict[str, set[str]]:
                         for m in REGION.finditer(text)]
             kept.append(REGION.sub("", text))
         public = {line.strip() for text in kept for line in text.splitlines()}
+        everywhere |= public
         for kind, part in regions:
             found[kind] |= {line.strip() for line in part.splitlines() if is_secret(line, public)}
+    for path in sorted((solutions / hidden.FOLDER).glob("*.py")):
+        lines = path.read_text().splitlines()
+        found["hidden"] |= {line.strip() for line in lines if is_secret(line, everywhere)}
     return found
 
 

@@ -120,8 +120,7 @@ class GuardedExecute(Execute):
             self._dead = f"the kernel died in the hidden tests after cell {index}"
         finally:
             self._replying = -1
-        reply = "".join(o.get("text", "") for o in probe.outputs
-                        if o.output_type == "stream" and o.name == "stdout")
+        reply = hidden.reply_of(probe)
         if any(o.get("ename") == "CellTimeoutError" for o in probe.outputs):
             verdict = hidden.Verdict(test.grade_id, 0, points, "the hidden tests timed out")
         else:

@@ -213,6 +213,12 @@ def judge(test: HiddenTest, got, max_points: float) -> Verdict:
     return Verdict(test.grade_id, max_points, max_points)
 
 
+def reply_of(probe) -> str:
+    """What the cell sent to the kernel printed (its stdout), where its results travel."""
+    return "".join(o.get("text", "") for o in probe.get("outputs", [])
+                   if o.get("output_type") == "stream" and o.get("name") == "stdout")
+
+
 def judge_reply(test: HiddenTest, reply: str, marker: str, max_points: float) -> Verdict:
     try:
         got = decode(reply, marker)

@@ -14,7 +14,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbformat.v4.rwbase import rejoin_lines
 
-from autograder import GradingError
+from autograder import GradingError, hidden
 from autograder.course import GRADING_VARIABLE
 
 
@@ -171,9 +171,32 @@ def is_test(cell) -> bool:
 TIMED_OUT = "CellTimeoutError"  # the ename nbgrader (and execute() below) gives a cell cut at its timeout
 
 
-def execute(nb: nbformat.NotebookNode, folder: Path, timeout: int) -> float:
+class JudgingClient(NotebookClient):
+    """A notebook client that, after each test cell with a hidden test, sends that test's kernel
+    half and judges the reply here (autograder/hidden.py), as grading does."""
+
+    def __init__(self, nb, tests: dict, **kw):
+        super().__init__(nb, **kw)
+        self.tests = tests
+        self.verdicts: dict[str, hidden.Verdict] = {}
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        test = self.tests.get(cell.metadata.get("nbgrader", {}).get("grade_id")) if is_test(cell) else None
+        if test is not None:
+            marker = hidden.new_marker()
+            probe = nbformat.v4.new_code_cell(test.kernel_source(marker))
+            await super().async_execute_cell(probe, cell_index, store_history=False)
+            points = float(cell.metadata["nbgrader"].get("points", 0))
+            self.verdicts[test.grade_id] = hidden.judge_reply(test, hidden.reply_of(probe), marker, points)
+        return cell
+
+
+def execute(nb: nbformat.NotebookNode, folder: Path, timeout: int, tests: dict | None = None,
+            verdicts: list | None = None) -> float:
     """Execute every cell in folder (errors recorded, not raised; a cell cut at its timeout gets
-    a CellTimeoutError, as under nbgrader); return the seconds taken."""
+    a CellTimeoutError, as under nbgrader), judging the hidden tests given (their verdicts go
+    into `verdicts`); return the seconds taken."""
     os.environ[GRADING_VARIABLE] = "1"
     start = time.perf_counter()
 
@@ -183,10 +206,13 @@ def execute(nb: nbformat.NotebookNode, folder: Path, timeout: int) -> float:
             cell.outputs.append(nbformat.v4.new_output(
                 "error", ename=TIMED_OUT, evalue=f"no reply within {timeout} s", traceback=[]))
 
-    NotebookClient(nb, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
-                   error_on_timeout={"ename": TIMED_OUT, "evalue": "", "traceback": []},
-                   on_cell_executed=record_timeout, kernel_name="python3",
-                   resources={"metadata": {"path": str(folder)}}).execute()
+    client = JudgingClient(nb, tests or {}, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
+                           error_on_timeout={"ename": TIMED_OUT, "evalue": "", "traceback": []},
+                           on_cell_executed=record_timeout, kernel_name="python3",
+                           resources={"metadata": {"path": str(folder)}})
+    client.execute()
+    if verdicts is not None:
+        verdicts += client.verdicts.values()
     return time.perf_counter() - start
 
 

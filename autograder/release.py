@@ -6,18 +6,19 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from autograder import GradingError
+from autograder import GradingError, hidden
 from autograder.course import EXERCISES, SOLUTIONS, api, assignments, first_line, nbgrader_config
 from autograder.notebooks import execute, failed_lines, read_notebook
 
 
 def check_solution(name: str, timeout: int, solutions: Path = SOLUTIONS) -> float:
     """Run a solution notebook in a scratch folder; raise unless every cell, not only the tests,
-    runs without an error or a timeout."""
+    runs without an error or a timeout, and every hidden test passes."""
     nb = read_notebook(solutions / name / f"{name}.ipynb")
+    verdicts: list[hidden.Verdict] = []
     with tempfile.TemporaryDirectory(prefix=f"check-{name}-") as folder:
-        seconds = execute(nb, Path(folder), timeout)
-    failed = failed_lines(nb)
+        seconds = execute(nb, Path(folder), timeout, hidden.load(solutions, name), verdicts)
+    failed = failed_lines(nb) + [f"hidden test {v.line()}" for v in verdicts if not v.passed]
     if failed:
         path = solutions / name / f"{name}.ipynb"
         raise GradingError(f"solution {name} does not run clean, so nothing was released: "

@@ -53,8 +53,9 @@ def test_a_planted_leak_is_refused_and_nothing_is_written(tmp_path):
             shutil.copy2(source, course / name)
     notebook = course / "exercises" / "01_data" / "01_data.ipynb"
     cells = json.loads(notebook.read_text())
-    cells["cells"][0]["source"].append('\nassert label_of("real/fake_looking_name.png") == 0, '
-                                       '"the file name must not decide"\n')
+    hidden_line = next(line for line in (course / "solutions" / "hidden_tests" / "01_data.py").read_text()
+                       .splitlines() if "fake_looking_name" in line)  # one line of a hidden test
+    cells["cells"][0]["source"].append("\n" + hidden_line + "\n")
     notebook.write_text(json.dumps(cells))
     with pytest.raises(GradingError, match="would leak"):
         export_student_edition(course, course / "solutions", tmp_path / "out")

@@ -147,6 +147,7 @@ display(HTML('<b>ok</b><img src=x onerror=alert("xss-3")><script>alert("xss-4")<
 display(Javascript('alert("xss-5")'))
 """),
     }
+    notebooks.update(cheaters())
     chatty = solved()
     chatty.cells += [nbformat.v4.new_code_cell('print("y" * 1_900_000)') for _ in range(30)]
     notebooks["chatty"] = chatty
@@ -185,6 +186,51 @@ display(Javascript('alert("xss-5")'))
     (subs / "linkdir").symlink_to(SOLUTIONS, target_is_directory=True)
     for name in ("José García", "Josè García", "Li Na", "Li_Na"):
         (subs / name).mkdir()
+
+
+WRONG = """
+def label_of(path):
+    return 0  # wrong for every fake
+"""
+
+CHEATS = {  # each answers label_of wrongly, then tries to pass its tests anyway
+    "patcher": WRONG + """
+import builtins, numpy as np
+np.allclose = np.isclose = np.array_equal = lambda *a, **k: True
+builtins.AssertionError = type("Never", (Exception,), {})
+""",
+    "transformer": WRONG + """
+ip = get_ipython()
+ip.input_transformers_post.append(lambda lines: ["pass\\n"])  # every later cell becomes pass
+""",
+    "hooker": WRONG + """
+from IPython.display import display
+ip = get_ipython()
+def points(info):
+    display(2)  # what nbgrader reads as partial credit
+    print("@@autograder-" + "0" * 32 + "@@{}@@autograder-" + "0" * 32 + "@@")  # a fake reply
+ip.events.register("pre_run_cell", points)
+""",
+    "alwayseq": """
+class Any(int):
+    def __eq__(self, other):
+        return True
+    __hash__ = int.__hash__
+
+def label_of(path):
+    return Any(0)
+""",
+}
+
+
+def cheaters() -> dict:
+    """Each cheat of CHEATS in place of label_of, after which stratified_split is correct."""
+    found = {}
+    for student, code in CHEATS.items():
+        nb = solved()
+        cell(nb, "label_of").source = code
+        found[student] = nb
+    return found
 
 
 def root_of(subs: Path) -> Path:
@@ -232,11 +278,28 @@ def outputs(grading: Path, student: str) -> str:
 def test_every_submission_has_a_row(batch):
     run, _, rows, _ = batch
     assert run.returncode == 0, run.stderr[-2000:]
-    expected = {"correct", "searcher", "linker", "warner", "bigfiles", "manyfiles", "forkers", "xss",
+    expected = {*CHEATS, "correct", "searcher", "linker", "warner", "bigfiles", "manyfiles", "forkers", "xss",
                 "chatty", "odd", "copycat", "Ana_Li_123", "UPPER", "bomb", "linkfile", "linkdir",
                 "José_García", "Josè_García"}
     assert expected <= set(rows), sorted(rows)
     assert rows["correct"]["status"] == "graded" and scores(rows["correct"]) == [2, 3, 5, 5]
+
+
+def test_nothing_in_the_kernel_changes_a_hidden_verdict(batch):
+    """The verdicts are computed in the grader (autograder/hidden.py): patched NumPy, input
+    transformers, IPython hooks and objects equal to everything all leave label_of at 0."""
+    _, grading, rows, _ = batch
+    for student in CHEATS:
+        row = rows[student]
+        assert row["status"].startswith("graded"), row
+        assert float(row["test_label_of"]) == 0, row
+        assert "test_label_of 0/2: " in row["status"], row
+        page = (grading / "feedback" / student / FIRST / f"{FIRST}.html").read_text()
+        assert "test_label_of 0/2" in page, student
+    assert float(rows["transformer"]["test_stratified_split"]) == 0, "its own transformer ate the tests"
+    for student in ("patcher", "hooker", "alwayseq"):
+        assert scores(rows[student]) == [0, 3, 3, 5], rows[student]
+    assert "gave 0, expected 1" in rows["patcher"]["status"], rows["patcher"]
 
 
 def test_nothing_of_the_instructors_is_visible_in_the_sandbox(batch):
