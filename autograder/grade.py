@@ -22,6 +22,7 @@ import nbformat
 from tqdm import tqdm
 
 from autograder import GradingError
+from autograder.colab import is_setup
 from autograder.course import SOLUTIONS, api, assignments, first_line, nbgrader_config
 from autograder.execute import guard
 from autograder.hidden import Verdict
@@ -84,6 +85,7 @@ def stage(student: Student, name: str, out: Path) -> tuple[str | None, list[str]
         theirs = read_submission(path)
     except GradingError as err:
         return str(err), notes
+    theirs.cells = [c for c in theirs.cells if not is_setup(c)]  # Colab's set-up: not the student's
     released = read_notebook(out / "release" / name / f"{name}.ipynb")
     try:
         restored = tampered(theirs, released, read_notebook(out / "source" / name / f"{name}.ipynb"))

@@ -7,7 +7,8 @@ import tempfile
 from pathlib import Path
 
 from autograder import GradingError, hidden
-from autograder.course import EXERCISES, SOLUTIONS, api, assignments, first_line, nbgrader_config
+from autograder.colab import CONFIG, add_setup, release_setup
+from autograder.course import EXERCISES, SOLUTIONS, api, assignments, current, first_line, nbgrader_config
 from autograder.notebooks import execute, failed_lines, read_notebook
 
 
@@ -27,7 +28,11 @@ def check_solution(name: str, timeout: int, solutions: Path = SOLUTIONS) -> floa
 
 
 def generate(names: list[str], out: Path, solutions: Path = SOLUTIONS) -> None:
-    """Write the student version of each assignment into out/<name>/ (replacing it)."""
+    """Write the student version of each assignment into out/<name>/ (replacing it), each notebook
+    with the set-up cell that installs the package on Colab and Kaggle (autograder/colab.py)."""
+    setup = release_setup(current().root)
+    if setup is None:
+        print(f"no repository.url in {current().root / CONFIG}: the exercises get no Colab set-up cell")
     with tempfile.TemporaryDirectory(prefix="release-") as tmp:
         root = Path(tmp)
         (root / "solutions").symlink_to(solutions.resolve(), target_is_directory=True)
@@ -37,6 +42,8 @@ def generate(names: list[str], out: Path, solutions: Path = SOLUTIONS) -> None:
             if not result["success"]:
                 raise GradingError(f"nbgrader could not generate {name}: "
                                    f"{first_line(result.get('log'), result.get('error'))}")
+            if setup:
+                add_setup(root / "exercises" / name / f"{name}.ipynb", *setup)
         out.mkdir(parents=True, exist_ok=True)
         for name in names:  # all generated: only now replace the old release
             staged = out / f".{name}.new"
