@@ -28,7 +28,7 @@ from autograder.execute import guard
 from autograder.hidden import Verdict
 from autograder.notebooks import failed_cells, incidents, normalise, read_notebook, read_submission, tampered
 from autograder.reference import reference_uses, scoring_cell
-from autograder.sandbox import Sandbox, empty_group, memory_group, unavailable
+from autograder.sandbox import Sandbox, claim_slot, empty_group, memory_group, unavailable
 from autograder.sanitise import protect_page
 from autograder.submissions import Student, collect
 from autograder.workdir import INCIDENTS, VERDICTS
@@ -104,14 +104,14 @@ def stage(student: Student, name: str, out: Path) -> tuple[str | None, list[str]
     return None, notes + ([f"tests restored: {', '.join(restored)}"] if restored else []) + repaired
 
 
-SLOT = 0  # this worker process's number: its kernels run as their own uid (sandbox.UID + SLOT)
+SLOT = 0  # this worker's claim: its kernels run as their own uid (sandbox.UID + SLOT)
 
 
-def start_worker(counter) -> None:
-    """In each worker: take a slot number, and die with the grading process (even on SIGKILL)."""
+def start_worker() -> None:
+    """In each worker: claim a sandbox uid no other grader here holds, and die with the grading
+    process (even on SIGKILL)."""
     global SLOT
-    with counter.get_lock():
-        SLOT, counter.value = counter.value, counter.value + 1
+    SLOT = claim_slot()
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     quiet()
@@ -242,8 +242,7 @@ def run_all(out: Path, timeout: int, jobs: int, todo: list[tuple[str, str]], box
     if jobs > 1:  # kernels share the cores: more threads each would only fight (OpenMP spins)
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
     context = get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=start_worker,
-                             initargs=(context.Value("i", 0),)) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=start_worker) as pool:
         futures = {pool.submit(autograde_one, str(out), timeout, s, a, box, limits): (s, a)
                    for s, a in todo}
         for future in tqdm(futures, desc="autograde", unit="notebook", disable=not todo):

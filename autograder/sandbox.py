@@ -50,6 +50,28 @@ class Sandbox:
     uid: int = UID
 
 
+CLAIMS = Path(tempfile.gettempdir()) / "autograder-uids"  # a lock file per uid a worker holds
+_claimed: list = []  # this process's lock, held until it exits
+
+
+def claim_slot(tries: int = 1000) -> int:
+    """A slot no other grading process on this machine holds (its kernels run as UID + slot, and
+    a kernel's leftovers are reaped by uid, so two graders sharing one would kill each other's)."""
+    import fcntl  # POSIX only, as the sandbox is
+
+    CLAIMS.mkdir(mode=0o700, exist_ok=True)
+    for slot in range(tries):
+        handle = open(CLAIMS / f"{UID + slot}.lock", "w")  # noqa: SIM115 (held for the process's life)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        _claimed.append(handle)
+        return slot
+    raise RuntimeError(f"no free sandbox uid among {UID} to {UID + tries - 1}")
+
+
 def unavailable() -> str | None:
     """Why student kernels cannot be sandboxed on this machine, or None when they can."""
     if shutil.which("bwrap") is None:

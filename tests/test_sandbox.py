@@ -304,3 +304,22 @@ def test_grading_refuses_or_warns_without_a_sandbox(tmp_path, monkeypatch, capsy
     box = sandbox_for(Sandbox(), False, tmp_path / "grading", tmp_path / "subs")
     assert not box.enabled
     assert "WARNING: students' code runs UNSANDBOXED" in capsys.readouterr().err
+
+
+def test_graders_on_one_machine_claim_different_uids():
+    """Two graders' workers sharing a uid would reap each other's kernels (sandbox.reap)."""
+    import subprocess
+    import sys
+
+    from autograder.sandbox import claim_slot
+
+    holder = subprocess.Popen([sys.executable, "-c", "from autograder.sandbox import claim_slot; "
+                               "print(claim_slot(), flush=True); import time; time.sleep(30)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        theirs = int(holder.stdout.readline())
+        mine = {claim_slot(), claim_slot()}
+        assert theirs not in mine and len(mine) == 2
+    finally:
+        holder.kill()
+        holder.wait()
