@@ -120,6 +120,7 @@ class GuardedExecute(Execute):
             self._dead = f"the kernel died in the hidden tests after cell {index}"
         finally:
             self._replying = -1
+            self.nb.cells[index] = cell  # nbclient put the probe in the test cell's place
         reply = hidden.reply_of(probe)
         if any(o.get("ename") == "CellTimeoutError" for o in probe.outputs):
             verdict = hidden.Verdict(test.grade_id, 0, points, "the hidden tests timed out")

@@ -164,7 +164,7 @@ def report(out: Path, student: str, name: str) -> tuple[list[str], list[str]]:
     if failed:
         cells.append(f"results after cell {failed[0][0]} may be incomplete")
     borrowed = zero_borrowed(out, student, name, graded)
-    return judged + borrowed + cells + [str(n) for n in noted], judged + borrowed + cells
+    return borrowed + judged + cells + [str(n) for n in noted], borrowed + judged + cells
 
 
 def apply_verdicts(out: Path, student: str, name: str, path: Path) -> list[str]:

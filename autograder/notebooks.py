@@ -186,7 +186,10 @@ class JudgingClient(NotebookClient):
         if test is not None:
             marker = hidden.new_marker()
             probe = nbformat.v4.new_code_cell(test.kernel_source(marker))
-            await super().async_execute_cell(probe, cell_index, store_history=False)
+            try:
+                await super().async_execute_cell(probe, cell_index, store_history=False)
+            finally:
+                self.nb.cells[cell_index] = cell  # nbclient put the probe in the test cell's place
             points = float(cell.metadata["nbgrader"].get("points", 0))
             self.verdicts[test.grade_id] = hidden.judge_reply(test, hidden.reply_of(probe), marker, points)
         return cell

@@ -189,8 +189,8 @@ def test_blank_submission_gets_zero(graded):
         row = rows[("blank", name)]
         assert float(row["total"]) == 0 < float(row["max"]), row
         assert row["status"] == "graded" or re.fullmatch(  # later cells call the unwritten functions
-            r"graded(; cell \d+ (raised|timed out)[^;]*)+; results after cell \d+ may be incomplete",
-            row["status"]), row
+            r"graded(; test_\w+ 0/\d+: [^;]*)+(; cell \d+ (raised|timed out)[^;]*)+; "
+            r"results after cell \d+ may be incomplete", row["status"]), row
     assert "raised NotImplementedError" in rows[("blank", FIRST)]["status"]
 
 
@@ -202,7 +202,10 @@ def test_broken_submissions_are_scored_as_they_deserve(graded):
         assert points(row, "test_label_of", "test_stratified_split", "total", "max") == [0, 3, 3, 5], row
         assert rows[(student, "02_eda")]["status"] == "missing"
     loop = rows[("loop", FIRST)]["status"]
-    assert loop.startswith("graded; cell 5 timed out; cell 11 raised NameError: name 'label_of' is not")
+    assert loop.startswith("graded; test_label_of 0/2: "), loop
+    assert "; cell 5 timed out; cell 11 raised NameError: name 'label_of' is not" in loop, loop
+    assert "test_label_of 0/2: label_of('data/real/img_001.png') raised RuntimeError: oops" in \
+        rows[("crash", FIRST)]["status"]
     assert loop.endswith("; results after cell 5 may be incomplete")
     assert "tests restored: test_label_of (edited, points 100)" in rows[("cheat", FIRST)]["status"]
     broken = rows[("broken", FIRST)]

@@ -19,10 +19,13 @@ def eda_with(answer: str, setup: str = "") -> nbformat.NotebookNode:
     """02_eda's release with luminance answered by `answer` (and `setup` added to the first cell)."""
     nb = nbformat.read(EXERCISES / "02_eda" / "02_eda.ipynb", as_version=4)
     solved = nbformat.read(SOLUTIONS / "02_eda" / "02_eda.ipynb", as_version=4)
-    for mine, theirs in zip(nb.cells, solved.cells):
-        if mine.metadata.get("nbgrader", {}).get("grade_id") == "luminance":
-            mine.source = SOLUTION.sub(answer.strip(), theirs.source)
-    nb.cells[1].source += "\n" + setup
+    by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in solved.cells}
+    for mine in nb.cells:
+        grade_id = mine.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id == "luminance":
+            mine.source = SOLUTION.sub(answer.strip(), by_id[grade_id].source)
+        if grade_id == "given-01":  # the setup cell's imports
+            mine.source += "\n" + setup
     return nb
 
 

@@ -40,10 +40,11 @@ def check_test_label_of(got):
     for path, label in given_paths().items():
         for form in ("str", "PosixPath"):
             answer = got.get((path, form), "nothing")
+            gave = answer if str(answer).startswith("raised") else f"gave {answer!r}"
             if label is None:
-                assert answer == "ValueError", f"label_of({path!r}) gave {answer!r}: it must raise ValueError"
+                assert answer == "ValueError", f"label_of({path!r}) {gave}: it must raise ValueError"
             else:
-                assert answer == label, f"label_of({path!r}) gave {answer!r}, expected {label}"
+                assert answer == label, f"label_of({path!r}) {gave}, expected {label}"
 
 
 def given_label_sets():
