@@ -21,7 +21,7 @@ def given_model_batch():
 
     torch.manual_seed(3)
     net = build_model().eval()
-    x = torch.randn(4, 3, 128, 128, generator=torch.Generator().manual_seed(3))
+    x = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(3))
     classes = [0, 1, 1, 0]
     saved = {}
     block = net.layer4[-1]
@@ -61,7 +61,7 @@ def check_test_cam_from(got):
     net, x, classes, _, _ = given_model_batch()
     with GradCAM(model=net, target_layers=[net.layer4[-1]]) as gradcam:
         want = gradcam(input_tensor=x, targets=[ClassifierOutputTarget(c) for c in classes])
-    maps = np.stack([cv2.resize(m.astype(np.float32), (128, 128)) for m in got["model"]])
+    maps = np.stack([cv2.resize(m.astype(np.float32), (64, 64)) for m in got["model"]])
     maps -= maps.min(axis=(1, 2), keepdims=True)
     maps /= 1e-7 + maps.max(axis=(1, 2), keepdims=True)
     assert np.allclose(maps, want, atol=1e-4), "on a real ResNet18 your maps differ from the grad-cam package's"
