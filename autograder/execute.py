@@ -19,6 +19,7 @@ from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
 from traitlets import Integer, List, Unicode
 
+from autograder.batch import SHARED, copy_into
 from autograder.sandbox import SandboxKernelManager
 from autograder.sanitise import sanitise
 from autograder.workdir import INCIDENTS, copy_plain
@@ -39,6 +40,7 @@ class GuardedExecute(Execute):
     max_copy_files = Integer(200, help="files of the kernel's copied back").tag(config=True)
     scratch = Unicode("", help="where kernels' scratch folders go (default: temp)").tag(config=True)
     ignore = List([], help="file patterns never copied back").tag(config=True)
+    batch = Unicode("", help="the grading run's shared data and run, copied in (batch.py)").tag(config=True)
 
     def __init__(self, **kw):
         kw["kernel_manager_class"] = SandboxKernelManager
@@ -57,9 +59,12 @@ class GuardedExecute(Execute):
         notes = []
         try:
             copy_plain(home, work, self.max_copy_bytes, self.max_copy_files, self.ignore)
+            if self.batch:  # the grader's own files: no quota in, never copied back out
+                copy_into(Path(self.batch), work)
             meta["path"] = str(work)
             nb, resources = super().preprocess(nb, resources, km)
-            copied = copy_plain(work, home, self.max_copy_bytes, self.max_copy_files, self.ignore)
+            copied = copy_plain(work, home, self.max_copy_bytes, self.max_copy_files, self.ignore,
+                                SHARED if self.batch else ())
             notes += [f"the kernel's files: {note}" for note in copied.notes()]
         finally:
             meta["path"] = str(home)
@@ -120,8 +125,9 @@ def died(reason: str):
 
 
 def guard(config, sandbox, max_output_mb: float = 2, max_notebook_output_mb: float = 10,
-          scratch: str = "") -> None:
-    """Make nbgrader's autograding in config run each kernel in sandbox, output capped."""
+          scratch: str = "", batch: str = "") -> None:
+    """Make nbgrader's autograding in config run each kernel in sandbox, output capped, with a
+    copy of batch's data and run (batch.py) when given."""
     from nbgrader.converters import Autograde
 
     steps = Autograde.class_traits()["autograde_preprocessors"].default()
@@ -129,5 +135,6 @@ def guard(config, sandbox, max_output_mb: float = 2, max_notebook_output_mb: flo
     config.GuardedExecute.max_output = int(max_output_mb * 2**20)
     config.GuardedExecute.max_notebook_output = int(max_notebook_output_mb * 2**20)
     config.GuardedExecute.scratch = scratch
+    config.GuardedExecute.batch = batch
     config.GuardedExecute.ignore = list(config.CourseDirectory.ignore)
     config.SandboxKernelManager.sandbox = sandbox
