@@ -49,6 +49,9 @@ def main() -> None:
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     print(f"| {args.students} | {notebooks} | {args.jobs} | {os.cpu_count()} | {wall:.0f} | "
           f"{wall / args.students:.0f} | {wall / notebooks:.1f} | {full}/{notebooks} | {batch} |")
+    mean = {name: sum(float(r["seconds"] or 0) for r in rows if r["assignment"] == name) / args.students
+            for name in names}
+    print("mean s per notebook to grade: " + ", ".join(f"{name} {s:.0f}" for name, s in mean.items()))
     print(f"load average (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
