@@ -20,6 +20,7 @@ from nbgrader.preprocessors import Execute
 from traitlets import Integer, List, Unicode
 
 from autograder import hidden
+from autograder.batch import SHARED, copy_into
 from autograder.sandbox import SandboxKernelManager
 from autograder.sanitise import sanitise
 from autograder.workdir import INCIDENTS, VERDICTS, copy_plain
@@ -42,6 +43,7 @@ class GuardedExecute(Execute):
     ignore = List([], help="file patterns never copied back").tag(config=True)
     solutions = Unicode("", help="the course's solutions, whose hidden_tests/ judge the test cells").tag(
         config=True)
+    batch = Unicode("", help="the grading run's shared data and run, copied in (batch.py)").tag(config=True)
 
     def __init__(self, **kw):
         kw["kernel_manager_class"] = SandboxKernelManager
@@ -64,9 +66,12 @@ class GuardedExecute(Execute):
         notes = []
         try:
             copy_plain(home, work, self.max_copy_bytes, self.max_copy_files, self.ignore)
+            if self.batch:  # the grader's own files: no quota in, never copied back out
+                copy_into(Path(self.batch), work)
             meta["path"] = str(work)
             nb, resources = super().preprocess(nb, resources, km)
-            copied = copy_plain(work, home, self.max_copy_bytes, self.max_copy_files, self.ignore)
+            copied = copy_plain(work, home, self.max_copy_bytes, self.max_copy_files, self.ignore,
+                                SHARED if self.batch else ())
             notes += [f"the kernel's files: {note}" for note in copied.notes()]
         finally:
             meta["path"] = str(home)
@@ -165,9 +170,10 @@ def died(reason: str):
 
 
 def guard(config, sandbox, max_output_mb: float = 2, max_notebook_output_mb: float = 10,
-          scratch: str = "", solutions: str = "") -> None:
+          scratch: str = "", solutions: str = "", batch: str = "") -> None:
     """Make nbgrader's autograding in config run each kernel in sandbox, output capped, with the
-    hidden tests of solutions/hidden_tests judged after their test cells."""
+    hidden tests of solutions/hidden_tests judged after their test cells, and a copy of batch's
+    data and run (batch.py) when given."""
     from nbgrader.converters import Autograde
 
     steps = Autograde.class_traits()["autograde_preprocessors"].default()
@@ -175,6 +181,7 @@ def guard(config, sandbox, max_output_mb: float = 2, max_notebook_output_mb: flo
     config.GuardedExecute.max_output = int(max_output_mb * 2**20)
     config.GuardedExecute.max_notebook_output = int(max_notebook_output_mb * 2**20)
     config.GuardedExecute.scratch = scratch
+    config.GuardedExecute.batch = batch
     config.GuardedExecute.ignore = list(config.CourseDirectory.ignore)
     config.GuardedExecute.solutions = solutions
     config.SandboxKernelManager.sandbox = sandbox

@@ -22,6 +22,7 @@ import nbformat
 from tqdm import tqdm
 
 from autograder import GradingError
+from autograder.batch import prepare_batch, uses_run
 from autograder.colab import is_setup
 from autograder.course import SOLUTIONS, api, assignments, first_line, nbgrader_config
 from autograder.execute import guard
@@ -317,6 +318,17 @@ def sandbox_for(box: Sandbox, require: bool, out: Path, submissions: Path) -> Sa
     return replace(box, enabled=not reason, hidden=[str(out.resolve()), str(submissions.resolve())])
 
 
+def shared_batch(out: Path, timeout: int, names: set[str]) -> str:
+    """Make the data and the exercise run the notebooks would each make (batch.py), when one of
+    names uses them; return its folder, or "" (with a note) when there is none."""
+    if not any(uses_run(out / "source" / name / f"{name}.ipynb") for name in names):
+        return ""
+    folder, note = prepare_batch(out, timeout)
+    if folder is None:
+        print(f"NOTE: {note}", file=sys.stderr)
+    return str(folder or "")
+
+
 def grade(submissions: Path, out: Path, timeout: int, jobs: int = 1,
           only: list[str] | None = None, box: Sandbox | None = None, require_sandbox: bool = False,
           max_output_mb: float = 2, max_notebook_output_mb: float = 10) -> Path:
@@ -345,7 +357,8 @@ def grade(submissions: Path, out: Path, timeout: int, jobs: int = 1,
                 print(f"not graded: {student.student} {name}: {problem}", file=sys.stderr)
     shutil.rmtree(out / ".work", ignore_errors=True)
     add_students(out, sorted({s for s, _ in todo}))
-    limits = {"max_output_mb": max_output_mb, "max_notebook_output_mb": max_notebook_output_mb}
+    limits = {"max_output_mb": max_output_mb, "max_notebook_output_mb": max_notebook_output_mb,
+              "batch": shared_batch(out, timeout, {a for _, a in todo})}
     done = run_all(out, timeout, jobs, todo, box, limits)
     shutil.rmtree(out / ".work", ignore_errors=True)
     for o in outcomes:

@@ -38,23 +38,24 @@ class Copied:
 
 
 def copy_plain(src: Path, dst: Path, max_bytes: int, max_files: int,
-               ignore: list[str] | tuple[str, ...] = ()) -> Copied:
-    """Copy the regular files below src into dst (which must be ours), within the quotas."""
+               ignore: list[str] | tuple[str, ...] = (), leave: tuple[str, ...] = ()) -> Copied:
+    """Copy the regular files below src into dst (which must be ours), within the quotas; names
+    matching ignore are skipped anywhere, the paths in leave (relative to src, "a/b") only there."""
     done = Copied()
     skip = (*NEVER_COPIED, *ignore)
-    _walk(src, dst, 0, done, max_bytes, max_files, skip)
+    _walk(src, dst, 0, done, max_bytes, max_files, skip, frozenset(leave))
     return done
 
 
 def _walk(src: Path, dst: Path, depth: int, done: Copied, max_bytes: int, max_files: int,
-          skip: tuple[str, ...]) -> None:
+          skip: tuple[str, ...], leave: frozenset[str] = frozenset(), rel: str = "") -> None:
     try:
         entries = sorted(os.scandir(src), key=lambda e: e.name)
     except OSError:
         done.refuse("unreadable folders")
         return
     for entry in entries:
-        if any(fnmatch.fnmatch(entry.name, pattern) for pattern in skip):
+        if any(fnmatch.fnmatch(entry.name, pattern) for pattern in skip) or rel + entry.name in leave:
             continue
         try:
             info = entry.stat(follow_symlinks=False)
@@ -65,7 +66,8 @@ def _walk(src: Path, dst: Path, depth: int, done: Copied, max_bytes: int, max_fi
             if depth >= MAX_DEPTH:
                 done.refuse("folders nested too deep")
             else:
-                _walk(Path(entry.path), dst / entry.name, depth + 1, done, max_bytes, max_files, skip)
+                _walk(Path(entry.path), dst / entry.name, depth + 1, done, max_bytes, max_files, skip, leave,
+                      f"{rel}{entry.name}/")
         elif stat.S_ISLNK(info.st_mode):
             done.refuse("symlinks")
         elif not stat.S_ISREG(info.st_mode):

@@ -270,15 +270,29 @@ def check_leakage(index: pd.DataFrame) -> None:
                              f"split, e.g. {example}; rebuild the index with `casestudy data index`")
 
 
-def index_bytes(index: pd.DataFrame) -> bytes:
-    """index.csv as UTF-8: one line per file, whatever its name (scan.encode_path)."""
-    return index.assign(path=index.path.map(encode_path)).to_csv(index=False).encode("utf-8")
+def stored_paths(paths: pd.Series, base: Path) -> pd.Series:
+    """Image paths as index.csv and split.csv keep them: relative to base (the dataset's folder)
+    with "/" for the images inside it, so that the folder may be copied or moved; others absolute."""
+    prefix = str(Path(base).resolve()) + os.sep
+    return paths.map(lambda p: p[len(prefix):].replace(os.sep, "/") if p.startswith(prefix) else p)
+
+
+def resolved_paths(paths: pd.Series, base: Path) -> pd.Series:
+    """stored_paths' paths back as absolute paths (a relative one is below base)."""
+    root = str(Path(base).resolve())
+    return paths.map(lambda p: p if os.path.isabs(p) else os.path.join(root, p.replace("/", os.sep)))
+
+
+def index_bytes(index: pd.DataFrame, base: Path) -> bytes:
+    """index.csv (in base) as UTF-8: one line per file, whatever its name (scan.encode_path)."""
+    stored = stored_paths(index.path, base).map(encode_path)
+    return index.assign(path=stored).to_csv(index=False).encode("utf-8")
 
 
 def save_index(index: pd.DataFrame, path: Path) -> Path:
     """Write index.csv atomically; a full or read-only disk is a CaseStudyError, nothing half-written."""
     with writing(path, "the index"), atomic_write(path) as file:
-        file.write(index_bytes(index))
+        file.write(index_bytes(index, Path(path).parent))
     return Path(path)
 
 
@@ -298,7 +312,7 @@ def load_index(path: Path) -> pd.DataFrame:
         raise CaseStudyError(f"{shown(path)} lacks column(s) {', '.join(sorted(missing))}: {damaged}")
     if not (index.label.isin(list(LABELS.values())).all() and index.split.isin(["", *SPLITS]).all()):
         raise CaseStudyError(f"{damaged} (a label other than 0 or 1, or an unknown split)")
-    index["path"] = index.path.map(decode_path)
+    index["path"] = resolved_paths(index.path.map(decode_path), Path(path).parent)
     check_leakage(index)
     return index
 
@@ -360,7 +374,7 @@ def update_index(source: str | Path, out: Path, seed: int = 0, max_per_class: in
             and file_sha256(index_path) == old.get("index_sha256"):
         return index_path
     infos = {**unchanged, **inspect_files(root, stale, progress)}
-    content = index_bytes(build_index(root, infos, seed, max_per_class))
+    content = index_bytes(build_index(root, infos, seed, max_per_class), out)
     if file_sha256(index_path) != hashlib.sha256(content).hexdigest():
         with writing(index_path, "the index"), atomic_write(index_path) as file:
             file.write(content)
@@ -519,7 +533,8 @@ def load_split(index: pd.DataFrame, split: str, size: int, cache_dir: Path | Non
     paths, labels = rows.path.tolist(), torch.tensor(rows.label.to_numpy(), dtype=torch.long)
     if cache_dir is None:
         return torch.from_numpy(load_images(paths, size, progress)), labels, paths
-    key = hashlib.sha256(json.dumps([CACHE_VERSION, size, paths, rows.sha256.tolist()]).encode()).hexdigest()
+    names = stored_paths(rows.path, Path(cache_dir).parent).tolist()  # the dataset folder may move
+    key = hashlib.sha256(json.dumps([CACHE_VERSION, size, names, rows.sha256.tolist()]).encode()).hexdigest()
     file = Path(cache_dir) / str(size) / f"{split}-{key[:16]}.npy"
     shape = (len(paths), 3, size, size)
     images = open_store(file, shape)

@@ -144,7 +144,7 @@ def write_report(config: RunConfig, progress: bool = False) -> Path:
     index_path = data.dataset_dir(config.data, config.data_root) / "index.csv"
     if index_path.is_file():
         lines += data_section(data.load_index(index_path), index_path,
-                              folder.read_split() if folder.split.is_file() else None)
+                              folder.read_split(index_path.parent) if folder.split.is_file() else None)
     again = f"run `casestudy {{}} --name {config.name}` again"
     with reading(folder.eda_summary, again.format("eda")):
         lines += eda_section(run)

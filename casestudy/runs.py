@@ -131,15 +131,20 @@ class RunFolder:
         self.check_checkpoint_config(checkpoint, config)
         return model, checkpoint
 
-    def write_split(self, index) -> None:
-        """Keep the split the run trains on: path, label, split and checksum of every image used."""
+    def write_split(self, index, base: Path) -> None:
+        """Keep the split the run trains on: path, label, split and checksum of every image used,
+        paths relative to base (the dataset's folder) as in its index.csv."""
+        from casestudy.data import stored_paths
         from casestudy.files import write_csv
 
-        write_csv(index.loc[index.split != "", SPLIT_COLUMNS], self.split)
+        rows = index.loc[index.split != "", SPLIT_COLUMNS]
+        write_csv(rows.assign(path=stored_paths(rows.path, base)), self.split)
 
-    def read_split(self):
+    def read_split(self, base: Path | None = None):
+        """The split's rows, relative paths resolved against base (the dataset's folder) if given."""
         import pandas as pd
 
+        from casestudy.data import resolved_paths
         from casestudy.files import read_csv
 
         try:
@@ -151,7 +156,7 @@ class RunFolder:
         if set(SPLIT_COLUMNS) - set(rows.columns):
             raise CaseStudyError(f"{self.split} is damaged (it lacks columns); train the run again with "
                                  f"`casestudy train --name {self.name} --overwrite`")
-        return rows
+        return rows if base is None else rows.assign(path=resolved_paths(rows.path, base))
 
     def load_images(self, config: RunConfig, *splits: str, progress: bool = True) -> list:
         """(images, labels, paths) of each split of this run, exactly the files it was split into.
@@ -168,7 +173,7 @@ class RunFolder:
                                  f"again with `casestudy train --name {self.name} --overwrite`")
         index_path = data.prepare_for(config, progress=progress)
         current = data.load_index(index_path)
-        rows = self.read_split()
+        rows = self.read_split(index_path.parent)
         data.check_leakage(rows)
         usable = current[current.status == "ok"].set_index("path")
         wanted = rows[rows.split.isin(splits)]

@@ -230,7 +230,8 @@ def fit(config: RunConfig, resume: bool, overwrite: bool, progress: bool, rank: 
     if config.weights not in ("none", "imagenet") and not Path(config.weights).is_file():
         raise CaseStudyError(f"--weights {config.weights}: no such file; use none, imagenet or a .pth path")
     if main and not resume:
-        run.write_split(data.load_index(data.prepare_for(config, progress=progress)))
+        index_path = data.prepare_for(config, progress=progress)
+        run.write_split(data.load_index(index_path), index_path.parent)
     try:
         (train_x, train_y, _), (val_x, val_y, _) = run.load_images(config, "train", "val",
                                                                   progress=progress)

@@ -183,6 +183,15 @@ def test_perfect_submission_gets_full_marks_within_the_time_budget(graded):
     assert "fake_looking_name" not in (out / "feedback" / "perfect" / "01_data" / "01_data.html").read_text()
 
 
+def test_the_shared_data_and_run_are_made_once_and_never_reach_the_students_folders(graded):
+    _, out, _ = graded
+    assert (out / "batch" / "runs" / "exercise" / "checkpoint.pt").is_file()  # notebooks 03-07 use it
+    for top in ("autograded", "feedback"):
+        leaked = [p for p in (out / top).rglob("*")
+                  if p.name in ("data", "runs") or p.suffix in (".pt", ".npy")]
+        assert not leaked, leaked[:5]
+
+
 def test_blank_submission_gets_zero(graded):
     _, _, rows = graded
     for name in assignments():

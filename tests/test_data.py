@@ -1,3 +1,6 @@
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -162,6 +165,23 @@ def test_synthetic_data_is_made_afresh_when_its_settings_change(tmp_path):
                                          synthetic_size=16, progress=False))
     assert len(first) == 24 and len(fewer) == 10
     assert (fewer.width == 16).all()
+
+
+def test_an_index_keeps_its_own_images_relative_so_its_folder_can_be_copied(tiny_folder, tmp_path):
+    made = data.prepare("synthetic", str(tmp_path / "a"), synthetic_per_class=6, synthetic_size=16,
+                        progress=False)
+    stored = pd.read_csv(made, keep_default_na=False).path
+    assert stored.str.startswith("images/").all()  # inside the dataset's folder: relative
+    outside = data.prepare(str(tiny_folder), str(tmp_path / "d"), progress=False)
+    assert pd.read_csv(outside).path.str.startswith(str(tiny_folder.resolve())).all()  # elsewhere: absolute
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    shutil.rmtree(tmp_path / "a")
+    moved = data.load_index(tmp_path / "b" / "synthetic" / "index.csv")
+    assert moved.path.str.startswith(str((tmp_path / "b").resolve())).all()
+    assert all(Path(p).is_file() for p in moved.path)
+    again = data.load_index(data.prepare("synthetic", str(tmp_path / "b"), synthetic_per_class=6,
+                                         synthetic_size=16, progress=False))
+    assert again.equals(moved)
 
 
 def test_the_index_follows_the_folder_when_files_are_added(tiny_folder, tmp_path):

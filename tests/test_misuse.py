@@ -28,6 +28,7 @@ from conftest import small_disk
 
 from casestudy import cli, files, plots
 from casestudy.config import load_config
+from casestudy.runs import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--synthetic-per-class", "20", "--synthetic-size", "32", "--image-size", "32",
@@ -291,6 +292,11 @@ def trained(tmp_path_factory):
     return {"tmp": tmp, "run": run, "data": tmp / "data", "place": place, "snapshot": snapshot(run)}
 
 
+def read_split(trained) -> pd.DataFrame:
+    """The run's split.csv, its paths (relative to the dataset's folder) made absolute."""
+    return RunFolder(trained["run"]).read_split(trained["data"] / "synthetic")
+
+
 @pytest.fixture
 def copy_of(trained, tmp_path):
     """A copy of the trained run in its own runs root (same data); return (place flags, folder)."""
@@ -302,7 +308,7 @@ def copy_of(trained, tmp_path):
 
 
 def test_later_stages_use_the_runs_own_split(trained):
-    split = pd.read_csv(trained["run"] / "split.csv")
+    split = read_split(trained)
     predictions = pd.read_csv(trained["run"] / "predictions.csv")
     test, train_rows = set(split.path[split.split == "test"]), set(split.path[split.split == "train"])
     assert sorted(predictions.path) == sorted(test) and len(test) == 6
@@ -445,7 +451,7 @@ def test_a_split_that_leaks_training_images_into_the_test_split_is_refused(copy_
 @contextlib.contextmanager
 def changed_test_image(trained, how: str):
     """Delete, relabel or rewrite one test image of the shared data for a while; restore it."""
-    split = pd.read_csv(trained["run"] / "split.csv")
+    split = read_split(trained)
     image = Path(split.path[(split.split == "test") & (split.label == 1)].iloc[0])
     saved = image.read_bytes()
     moved = image.parent.parent / "real" / f"moved_{image.name}"

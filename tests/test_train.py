@@ -1,5 +1,6 @@
 import http.server
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -124,6 +125,31 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run(config, monke
     assert [h["epoch"] for h in resumed["history"]] == [1, 2]
     for key, value in full["model"].items():
         assert torch.equal(resumed["model"][key], value), key
+
+
+def synthetic_run(root: Path) -> RunConfig:
+    return RunConfig(name="t", data="synthetic", data_root=str(root / "data"), runs_root=str(root / "runs"),
+                     synthetic_per_class=12, synthetic_size=32, image_size=32, epochs=2, batch_size=8,
+                     device="cpu")
+
+
+def test_an_interrupted_run_copied_elsewhere_with_its_data_resumes_there(tmp_path, monkeypatch, one_thread):
+    real_epoch = train.train_one_epoch
+
+    def stop_in_second_epoch(*args):
+        if args[7] == 1:
+            raise KeyboardInterrupt
+        return real_epoch(*args)
+
+    monkeypatch.setattr(train, "train_one_epoch", stop_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train.train(synthetic_run(tmp_path / "a"), progress=False)
+    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    shutil.rmtree(tmp_path / "a")  # the split's images are found in the copy, or nowhere
+    train.train(synthetic_run(tmp_path / "b"), resume=True, progress=False)
+    resumed = torch.load(tmp_path / "b" / "runs" / "t" / "last.pt", weights_only=False)
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
 
 
 def test_an_existing_run_is_never_replaced_by_accident(config):
