@@ -198,7 +198,7 @@ def answers(summary: dict) -> dict:
                f"{'' if balanced else ', so weight the classes or report balanced accuracy'}.")
     features, base = summary["features"], summary["baseline"]
     lum, mag = features["luminance"], features["fft_magnitude"]
-    brightness = (f"Brightness (mean luminance) is {lum['real_mean']:.1f} for real and "
+    brightness = (f"Brightness (mean luma) is {lum['real_mean']:.1f} for real and "
                   f"{lum['fake_mean']:.1f} for fake images: {evidence(lum)}: "
                   f"{usefulness(lum['threshold_accuracy'])}.")
     same = mag["ks_p"] >= 0.05

@@ -18,7 +18,7 @@ LOG_SCALE = {"laplacian_var"}  # heavy-tailed: shown as log10
 FIGURES = [  # file, title, caption: the report shows them in this order
     ("eda_balance.png", "Class balance", "usable images per class and split"),
     ("eda_colour.png", "Mean colour", "per-image mean R, G, B per class (histogram and KDE)"),
-    ("eda_brightness.png", "Brightness", "per-image mean luminance 0.299 R + 0.587 G + 0.114 B"),
+    ("eda_brightness.png", "Brightness", "per-image mean luma 0.299 R + 0.587 G + 0.114 B"),
     ("eda_texture.png", "Texture", "mean FFT magnitude (the original measure) and Laplacian variance"),
     ("eda_spectra_examples.png", "Example spectra", "log magnitude spectrum, DC in the centre"),
     ("eda_power_spectrum.png", "Radial power spectrum",

@@ -22,7 +22,7 @@ SCALARS = ["width", "height", "aspect", "mean_r", "mean_g", "mean_b", "luminance
            "fft_magnitude", "laplacian_var"]
 FEATURE_NAMES = {"width": "width (px)", "height": "height (px)", "aspect": "aspect ratio",
                  "mean_r": "mean red", "mean_g": "mean green", "mean_b": "mean blue",
-                 "luminance": "brightness (luminance)", "fft_magnitude": "mean FFT magnitude",
+                 "luminance": "brightness (mean luma)", "fft_magnitude": "mean FFT magnitude",
                  "laplacian_var": "sharpness (Laplacian variance)"}
 
 
@@ -41,7 +41,7 @@ def grey(rgb: np.ndarray) -> np.ndarray:
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
-    """Mean luminance (brightness) of (..., H, W, 3) images: (...)."""
+    """Brightness (mean luma) of (..., H, W, 3) images: (...)."""
     return mean_colour(rgb) @ LUMA
 
 

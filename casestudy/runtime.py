@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,6 +29,26 @@ def pick_device(requested: str = "auto") -> torch.device:
     if requested not in ("cpu", "mps") and not requested.startswith("cuda"):
         raise CaseStudyError(f"unknown device {requested!r}: use auto, cpu, cuda, cuda:N or mps")
     return torch.device(requested)
+
+
+ASSIGNMENT = re.compile(r"\d\d_\w+")  # an exercise notebook's folder: 01_data, 03_train, ...
+
+
+def notebook_roots(cwd: str | Path | None = None) -> tuple[str, str]:
+    """Return (data_root, runs_root) for a notebook run with `cwd` (default: the current folder).
+
+    Notebooks in sibling assignment folders (exercises/01_data/, exercises/03_train/, ...) share
+    one data/ and runs/ beside those folders, so 03's trained run serves 04-07. Anywhere else
+    (Colab, Kaggle, the autograder's scratch folder) data/ and runs/ sit in the cwd. Both paths
+    are relative to `cwd`.
+    """
+    here = Path(cwd) if cwd is not None else Path.cwd()
+    if ASSIGNMENT.fullmatch(here.name) and here.parent != here:
+        siblings = [p for p in here.parent.iterdir()
+                    if p != here and p.is_dir() and ASSIGNMENT.fullmatch(p.name)]
+        if siblings:
+            return str(Path("..") / "data"), str(Path("..") / "runs")
+    return "data", "runs"
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
