@@ -89,5 +89,6 @@ def test_each_kernel_gets_its_own_copy_and_none_comes_back(tmp_path):
     assert Path(seen["casestudy"]).resolve().parent == Path(__import__("casestudy").__file__).resolve().parent
     assert (batch / "data/synthetic/index.csv").read_text() == "the batch's synthetic/index.csv"  # a copy
     assert (home / "mine.txt").is_file()  # the kernel's own files come back, the batch's never
-    assert sorted(p.name for p in home.rglob("*")) == sorted(["mine.txt", ".autograder-incidents.json"])
+    assert sorted(p.name for p in home.rglob("*")) == sorted(["mine.txt", ".autograder-incidents.json",
+                                                             ".autograder-verdicts.json"])
     assert not os.listdir(tmp_path / "grading" / ".work")  # the scratch folder is gone
