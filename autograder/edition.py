@@ -39,11 +39,12 @@ def secrets(solutions: Path) -> dict[str, set[str]]:
         regions, kept = [], []
         for cell in cells:
             text, flags = "".join(cell["source"]), cell.get("metadata", {}).get("nbgrader", {})
-            if cell["cell_type"] == "markdown" and flags.get("solution"):
-                regions.append(("hidden", text))  # a model answer
+            if cell["cell_type"] == "markdown" and flags.get("solution") and not REGION.search(text):
+                regions.append(("hidden", text))  # a model answer, all of it
                 continue
-            regions += [("solution" if m.group(1) == "SOLUTION" else "hidden", m.group(2))
-                        for m in REGION.finditer(text)]
+            secret_kind = "hidden" if cell["cell_type"] == "markdown" else "solution"  # a model answer
+            regions += [(secret_kind if m.group(1) == "SOLUTION" else "hidden", m.group(2))
+                        for m in REGION.finditer(text)]  # around it: a template the release keeps
             kept.append(REGION.sub("", text))
         public = {line.strip() for text in kept for line in text.splitlines()}
         everywhere |= public

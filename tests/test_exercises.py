@@ -178,7 +178,7 @@ def test_solutions_pass_their_own_tests(solved):
     assert sum(1 for name, gid in results if gid.startswith("test_")) == len(MISTAKES)
 
 
-def tests_of(name: str) -> dict:
+def hidden_tests_of(name: str) -> dict:
     return hidden.load(SOLUTIONS, name)
 
 
@@ -186,8 +186,8 @@ def tests_of(name: str) -> dict:
 def test_every_test_cell_has_its_hidden_test(name, solved):
     nb = nbformat.read(SOLUTIONS / name / f"{name}.ipynb", as_version=4)
     test_ids = {grade_id(c) for c in nb.cells if is_test(c)}
-    assert set(tests_of(name)) == test_ids, "one run_/check_ pair per test cell, and no other"
-    for test in tests_of(name).values():
+    assert set(hidden_tests_of(name)) == test_ids, "one run_/check_ pair per test cell, and no other"
+    for test in hidden_tests_of(name).values():
         verdict = hidden.judge_here(test, solved[0][name])
         assert verdict.passed, f"the solution fails its hidden test: {verdict.line()}"
 
@@ -205,7 +205,7 @@ def test_hidden_tests_catch_the_mistake(solved, key, mistake):
     assert wrong != solution.source
     try:
         assert not run(wrong, namespace), "the wrong answer itself must run"
-        verdict = hidden.judge_here(tests_of(name)[grade_id(test)], namespace, 2)
+        verdict = hidden.judge_here(hidden_tests_of(name)[grade_id(test)], namespace, 2)
         assert not verdict.passed, f"{grade_id(test)}'s hidden test passed with: {description}"
         assert verdict.points == 0 and verdict.message, verdict
     finally:
