@@ -86,11 +86,8 @@ def copy_checkout(checkout: Path, dest: Path) -> str:
 
 def versions(python: Path) -> dict[str, str]:
     """Installed versions of the watched packages in the venv ('-' when absent)."""
-    code = ("import importlib.metadata as m, json, sys\n"
-            "def v(p):\n"
-            "    try: return m.version(p)\n"
-            "    except m.PackageNotFoundError: return '-'\n"
-            "print(json.dumps({p: v(p) for p in sys.argv[1:]}))")
+    code = ("import importlib.metadata as m, json, sys; print(json.dumps("
+            "{p: getattr(next(iter(m.distributions(name=p)), None), 'version', '-') for p in sys.argv[1:]}))")
     return json.loads(sh([str(python), "-c", code, *WATCHED]).stdout)
 
 
@@ -113,7 +110,7 @@ def run_preset(venv: Path, work: Path, config: str) -> dict:
     timing = re.search(r"done in (\d+) s \((.*)\)", done.stdout)
     result["stages"] = timing.group(2) if timing else "-"
     metrics = work / "runs" / "other-torch" / "metrics.json"
-    result["accuracy"] = json.loads(metrics.read_text())["accuracy"] if metrics.exists() else None
+    result["metrics"] = json.loads(metrics.read_text()) if metrics.exists() else None
     if done.returncode:  # the last lines say why
         result["error"] = (done.stdout + done.stderr).strip().splitlines()[-3:]
     return result
@@ -150,7 +147,8 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
 
     same = all(before[p] == after[p] for p in ("torch", "torchvision"))
-    accuracy = f"{run['accuracy']:.3f}" if run["accuracy"] is not None else "not measured (the run failed)"
+    metrics = run["metrics"]
+    accuracy = f"{metrics['accuracy']:.3f} (n = {metrics['n']})" if metrics else "not measured (no metrics)"
     rows = [
         ("checkout", f"{commit}, `pip install DIR` with pip {pip_version}, {Path(args.python).name}"),
         ("torch installed first", f"{before['torch']} ({build})"),
