@@ -22,6 +22,7 @@ PROTOCOLS = {"http", "https", "mailto"}  # links only: nothing is fetched unless
 SAFE_MIME = {"text/plain", "image/png", "image/jpeg", "image/gif"}
 CLEANED_MIME = {"text/html", "text/markdown"}
 IMAGE = re.compile(r"!\[([^\]]*)\]\(\s*<?(?!attachment:|data:image/(?:png|jpeg|gif);)[^)]*\)")
+REMOTE_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*<?\s*(https?:|ftp:|//|file:)", re.I)  # a relative one is inert
 BLOCKS = re.compile(r"<(script|style)\b.*?(</\1\s*>|$)", re.I | re.S)  # content and all
 DANGER = re.compile(r"<\s*/?\s*(script|iframe|frame|object|embed|svg|math|img|image|video|audio|link|"
                     r"meta|base|form|input)\b|\bon\w+\s*=|javascript:", re.I)
@@ -55,7 +56,8 @@ def sanitise(nb) -> int:
                 if kept != data:
                     attachments[name] = kept
                     changed += any(word in k for k in data for word in ACTIVE_MIME)
-            changed += clean != cell.source and bool(DANGER.search(cell.source) or IMAGE.search(cell.source))
+            active = DANGER.search(cell.source) or REMOTE_IMAGE.search(cell.source)
+            changed += clean != cell.source and bool(active)
             cell.source = clean
         elif cell.cell_type == "raw":  # nbconvert writes raw cells into HTML verbatim
             changed += bool(cell.source)
@@ -68,7 +70,7 @@ def sanitise(nb) -> int:
                 if mime in CLEANED_MIME:
                     text = "".join(data[mime]) if isinstance(data[mime], list) else str(data[mime])
                     clean = clean_html(text) if mime == "text/html" else clean_markdown(text)
-                    changed += clean != text and bool(DANGER.search(text) or IMAGE.search(text))
+                    changed += clean != text and bool(DANGER.search(text) or REMOTE_IMAGE.search(text))
                     data[mime] = clean
                 elif mime not in SAFE_MIME:
                     del data[mime]
