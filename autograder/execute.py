@@ -84,6 +84,8 @@ class GuardedExecute(Execute):
         return nb, resources
 
     def preprocess_cell(self, cell, resources, index):
+        if self._hidden and index == 0:  # the kernel half's imports, while memory is plenty
+            self.wait_for_reply(self.kc.execute(hidden.PRIMER, silent=True, store_history=False))
         if self._dead and cell.cell_type == "code":
             cell.outputs = [died(f"not run: {self._dead}")]
             self.judge_hidden(cell, index)

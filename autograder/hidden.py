@@ -58,7 +58,7 @@ class HiddenTest:
         """The cell sent to the student's kernel: the run function, then its encoded result."""
         call = f"run_{self.grade_id}"
         defined = ", ".join(re.findall(r"^def (\w+)", self.run_source, flags=re.M))
-        return (f"{self.run_source}\n{ENCODER}\n"
+        return (f"{RELEASE}\n{self.run_source}\n{ENCODER}\n"
                 f"try:\n    __ag_reply = __ag_encode({call}())\n"
                 f"except BaseException as __ag_err:\n"
                 f"    import json as __ag_json\n"
@@ -94,6 +94,15 @@ def load(solutions: Path, assignment: str) -> dict[str, HiddenTest]:
                 raise ValueError(f"{path}: run_{grade_id} has no check_{grade_id}")
             tests[grade_id] = HiddenTest(grade_id, given + inspect.getsource(run), check)
     return tests
+
+
+# Sent silently before the notebook's first cell: what the kernel half needs is loaded while
+# memory is plenty (a student's cell that fills the sandbox's memory must not make it fail).
+PRIMER = "import base64, binascii, gc, json, sys\nimport numpy\n"
+# Before each kernel half: drop what the last error pinned (its frames may hold huge objects).
+RELEASE = ("import gc as __ag_gc, sys as __ag_sys\n"
+           "__ag_sys.last_type = __ag_sys.last_value = __ag_sys.last_traceback = None\n"
+           "__ag_gc.collect()\ndel __ag_gc, __ag_sys")
 
 
 def new_marker() -> str:

@@ -153,7 +153,7 @@ def batch(tmp_path_factory):
     listener.settimeout(0.1)
     class_of(subs, grading, listener.getsockname()[1])
     args = ["grade", str(subs), "--out", str(grading), "--assignment", FIRST, "--jobs", "2",
-            "--timeout", "20", "--memory-mb", "3072"] + (["--require-sandbox"] if BWRAP else [])
+            "--timeout", "20", "--memory-mb", "4096"] + (["--require-sandbox"] if BWRAP else [])
     env = {**os.environ,
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     first = subprocess.Popen([sys.executable, "-m", "autograder", *args], env=env,
