@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from nbclient.exceptions import DeadKernelError
-from nbformat.v4 import new_code_cell, new_output
+from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
 from traitlets import Integer, List, Unicode
 
@@ -97,7 +97,7 @@ class GuardedExecute(Execute):
             cell.outputs.append(died(f"{self._dead} (out of memory or CPU time, or killed)"))
             self.judge_hidden(cell, index)
             return cell, resources
-        timed_out = any(out.get("ename") == "CellTimeoutError" for out in cell.get("outputs", []))
+        timed_out = any(out.get("ename") == hidden.TIMED_OUT for out in cell.get("outputs", []))
         if timed_out and not self.responsive():  # else every later cell would wait its timeout
             self._dead = f"the kernel stopped responding after cell {index}"
         if cell.metadata.get("nbgrader", {}).get("grade"):
@@ -118,8 +118,7 @@ class GuardedExecute(Execute):
         if self._dead:
             self._verdicts[test.grade_id] = hidden.Verdict(test.grade_id, 0, points, f"not run: {self._dead}")
             return
-        marker = hidden.new_marker()
-        probe = new_code_cell(test.kernel_source(marker))
+        probe, marker = hidden.new_probe(test)
         self._replying = 0
         try:
             super().preprocess_cell(probe, self.resources, index)
@@ -128,12 +127,7 @@ class GuardedExecute(Execute):
         finally:
             self._replying = -1
             self.nb.cells[index] = cell  # nbclient put the probe in the test cell's place
-        reply = hidden.reply_of(probe)
-        if any(o.get("ename") == "CellTimeoutError" for o in probe.outputs):
-            verdict = hidden.Verdict(test.grade_id, 0, points, "the hidden tests timed out")
-        else:
-            verdict = hidden.judge_reply(test, reply, marker, points)
-        self._verdicts[test.grade_id] = verdict
+        self._verdicts[test.grade_id] = hidden.judge_probe(test, probe, marker, points)
 
     def responsive(self) -> bool:
         """Whether the kernel, interrupted after a timeout, runs an empty cell in time."""

@@ -222,10 +222,25 @@ def judge(test: HiddenTest, got, max_points: float) -> Verdict:
     return Verdict(test.grade_id, max_points, max_points)
 
 
-def reply_of(probe) -> str:
-    """What the cell sent to the kernel printed (its stdout), where its results travel."""
-    return "".join(o.get("text", "") for o in probe.get("outputs", [])
-                   if o.get("output_type") == "stream" and o.get("name") == "stdout")
+TIMED_OUT = "CellTimeoutError"  # the ename nbgrader (and notebooks.execute) gives a cell cut at its timeout
+
+
+def new_probe(test: HiddenTest) -> tuple[dict, str]:
+    """The cell that carries a test's kernel half (the notebook never holds it), and its marker."""
+    import nbformat
+
+    marker = new_marker()
+    return nbformat.v4.new_code_cell(test.kernel_source(marker)), marker
+
+
+def judge_probe(test: HiddenTest, probe, marker: str, max_points: float) -> Verdict:
+    """The verdict on an executed probe: what it printed between its markers, judged here."""
+    outputs = probe.get("outputs", [])
+    if any(o.get("ename") == TIMED_OUT for o in outputs):
+        return Verdict(test.grade_id, 0, max_points, "the hidden tests timed out")
+    reply = "".join(o.get("text", "") for o in outputs
+                    if o.get("output_type") == "stream" and o.get("name") == "stdout")
+    return judge_reply(test, reply, marker, max_points)
 
 
 def judge_reply(test: HiddenTest, reply: str, marker: str, max_points: float) -> Verdict:

@@ -168,7 +168,7 @@ def is_test(cell) -> bool:
     return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
 
 
-TIMED_OUT = "CellTimeoutError"  # the ename nbgrader (and execute() below) gives a cell cut at its timeout
+TIMED_OUT = hidden.TIMED_OUT  # the ename nbgrader (and execute() below) gives a cell cut at its timeout
 
 
 class JudgingClient(NotebookClient):
@@ -184,14 +184,13 @@ class JudgingClient(NotebookClient):
         cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         test = self.tests.get(cell.metadata.get("nbgrader", {}).get("grade_id")) if is_test(cell) else None
         if test is not None:
-            marker = hidden.new_marker()
-            probe = nbformat.v4.new_code_cell(test.kernel_source(marker))
+            probe, marker = hidden.new_probe(test)
             try:
                 await super().async_execute_cell(probe, cell_index, store_history=False)
             finally:
                 self.nb.cells[cell_index] = cell  # nbclient put the probe in the test cell's place
             points = float(cell.metadata["nbgrader"].get("points", 0))
-            self.verdicts[test.grade_id] = hidden.judge_reply(test, hidden.reply_of(probe), marker, points)
+            self.verdicts[test.grade_id] = hidden.judge_probe(test, probe, marker, points)
         return cell
 
 
@@ -300,7 +299,7 @@ def incidents(nb: nbformat.NotebookNode) -> list[str]:
                 return found
             elif out.ename == DIED:
                 found.append(out.evalue)
-            elif out.ename == "CellTimeoutError":
+            elif out.ename == TIMED_OUT:
                 found.append(f"cell {i} timed out")
             elif out.ename == "MemoryError":
                 found.append(f"cell {i} ran out of memory")
