@@ -1,5 +1,6 @@
 """What every notebook of a class would make again, made once per grading run: the synthetic
-data and the package's own `exercise` run, in <out>/batch/.
+data, generator B's, and the package's own `exercise` run with every stage's results, in
+<out>/batch/.
 
 Each kernel's scratch folder gets a copy of batch/data/ and batch/runs/exercise/ before its
 notebook runs (given-02's config reads data/ and runs/ in the kernel's cwd), so notebooks 03-07
@@ -21,6 +22,7 @@ from pathlib import Path
 
 PRESET = "exercise"  # the notebooks' preset (casestudy/configs/exercise.yaml)
 SHARED = ("data", f"runs/{PRESET}")  # what each kernel gets, relative to its cwd
+OTHER = "synthetic-B"  # generator B's faces, in data/ (04_evaluate, 07_report)
 NOT_SHARED = ("last.pt", ".lock")  # only a resumed training needs last.pt (as large as the checkpoint)
 
 
@@ -69,13 +71,24 @@ def prepare_batch(out: Path, timeout: int) -> tuple[Path | None, str]:
 
 
 def build(folder: str) -> None:
-    """In the child: make the data and train the exercise run in folder, as a notebook would."""
-    from casestudy import data, train
+    """In the child: make the data and train the exercise run in folder, as a notebook would (the
+    same relative paths), then run the later stages once: generator B's faces and the stages 07
+    only runs when their results are missing (04-06 still run their own)."""
+    from casestudy import data, synthetic, train
     from casestudy.config import load_config
+    from casestudy.stages import stage
 
-    config = load_config(PRESET, data_root=str(Path(folder) / "data"), runs_root=str(Path(folder) / "runs"))
+    os.chdir(folder)
+    config = load_config(PRESET, data_root="data", runs_root="runs")
     data.prepare_for(config, progress=False)
     train.train(config, progress=False)
+    other = Path(config.data_root) / OTHER  # 04 and 07 make it when it is missing
+    if data.is_synthetic(config.data):
+        synthetic.make_synthetic(other, per_class=config.synthetic_per_class, size=config.synthetic_size,
+                                 seed=config.seed, progress=False, generator="B")
+        config = load_config(PRESET, data_root="data", runs_root="runs", eval_data=[str(other)])
+    for name in ("eda", "evaluate", "tsne", "gradcam"):
+        stage(name).run(config, progress=False)
 
 
 def copy_into(batch: Path, work: Path) -> None:

@@ -19,9 +19,9 @@ from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
 from traitlets import Integer, List, Unicode
 
-from autograder import hidden
+from autograder import hidden, warm
 from autograder.batch import SHARED, copy_into
-from autograder.sandbox import SandboxKernelManager
+from autograder.kernels import SandboxKernelManager
 from autograder.sanitise import sanitise
 from autograder.workdir import INCIDENTS, VERDICTS, copy_plain
 
@@ -62,7 +62,9 @@ class GuardedExecute(Execute):
         home = Path(meta.get("path") or ".")
         if self.scratch:
             Path(self.scratch).mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix="ag-work-", dir=self.scratch or None))
+        zygote = warm.CURRENT  # a warm sandbox's kernels run in folders below its root
+        where = str(zygote.root) if zygote is not None and zygote.alive() else (self.scratch or None)
+        work = Path(tempfile.mkdtemp(prefix="ag-work-", dir=where))
         notes = []
         try:
             copy_plain(home, work, self.max_copy_bytes, self.max_copy_files, self.ignore)

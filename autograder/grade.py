@@ -13,7 +13,8 @@ import signal
 import sys
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -32,6 +33,7 @@ from autograder.reference import reference_uses, scoring_cell
 from autograder.sandbox import Sandbox, claim_slot, empty_group, memory_group, unavailable
 from autograder.sanitise import protect_page
 from autograder.submissions import Student, collect
+from autograder.warm import cold_kernels, warm_kernels
 from autograder.workdir import INCIDENTS, VERDICTS
 
 FIXED = ["student", "assignment", "status"]
@@ -118,11 +120,33 @@ def start_worker() -> None:
     quiet()
 
 
+def autograde_some(out: str, timeout: int, student: str, names: list[str], box: Sandbox,
+                   limits: dict) -> list[tuple[str, float]]:
+    """Autograde some of one student's notebooks in turn (in a worker process), their kernels
+    forked from one warm sandbox (warm.py) when there are several; return (status, s) for each."""
+    box = replace(box, uid=box.uid + SLOT)
+    done = []
+    with warm_kernels(box, scratch=str(Path(out) / ".work")) if len(names) > 1 else nullcontext() as zygote:
+        for name in names:
+            status = try_one(out, timeout, student, name, box, limits)
+            if zygote is not None and status[0].startswith("failed"):  # never the warm sandbox's fault
+                with cold_kernels():
+                    status = try_one(out, timeout, student, name, box, limits)
+            done.append(status)
+    return done
+
+
+def try_one(out: str, timeout: int, student: str, name: str, box: Sandbox, limits: dict) -> tuple[str, float]:
+    try:
+        return autograde_one(out, timeout, student, name, box, limits)
+    except Exception as err:  # a crash is that notebook's failure only
+        return f"failed: {type(err).__name__}: {err}"[:300], 0.0
+
+
 def autograde_one(out: str, timeout: int, student: str, name: str, box: Sandbox,
                   limits: dict) -> tuple[str, float]:
-    """Autograde and write feedback for one notebook (in a worker process); return (status, s)."""
+    """Autograde and write feedback for one notebook; return (status, s)."""
     start = time.perf_counter()
-    box = replace(box, uid=box.uid + SLOT)
     config = nbgrader_config(Path(out), timeout)
     guard(config, box, scratch=str(Path(out) / ".work"), solutions=str(Path(out) / "source"), **limits)
     grader = api(config)
@@ -238,23 +262,39 @@ def add_students(out: Path, students: list[str]) -> None:
 
 def run_all(out: Path, timeout: int, jobs: int, todo: list[tuple[str, str]], box: Sandbox,
             limits: dict) -> dict:
-    """Autograde every (student, assignment); one failure never stops the rest."""
+    """Autograde every (student, assignment), a student's notebooks together where there are
+    enough students to keep every job busy; one failure never stops the rest."""
     done = {}
     if jobs > 1:  # kernels share the cores: more threads each would only fight (OpenMP spins)
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
     context = get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=start_worker) as pool:
-        futures = {pool.submit(autograde_one, str(out), timeout, s, a, box, limits): (s, a)
-                   for s, a in todo}
-        for future in tqdm(futures, desc="autograde", unit="notebook", disable=not todo):
-            try:
-                done[futures[future]] = future.result()
-            except Exception as err:  # a crashed worker is that submission's failure only
-                done[futures[future]] = (f"failed: {type(err).__name__}: {err}"[:300], 0.0)
-            status = done[futures[future]][0]
-            if status.startswith("failed"):
-                tqdm.write(f"{' '.join(futures[future])}: {status}", file=sys.stderr)
+        futures = {pool.submit(autograde_some, str(out), timeout, s, names, box, limits): (s, names)
+                   for s, names in per_student(todo, jobs)}
+        with tqdm(total=len(todo), desc="autograde", unit="notebook", disable=not todo) as bar:
+            for future in as_completed(futures):
+                student, names = futures[future]
+                try:
+                    results = future.result()
+                except Exception as err:  # a crashed worker is that submission's failure only
+                    results = [(f"failed: {type(err).__name__}: {err}"[:300], 0.0)] * len(names)
+                for name, result in zip(names, results):
+                    done[(student, name)] = result
+                    if result[0].startswith("failed"):
+                        tqdm.write(f"{student} {name}: {result[0]}", file=sys.stderr)
+                bar.update(len(names))
     return done
+
+
+def per_student(todo: list[tuple[str, str]], jobs: int) -> list[tuple[str, list[str]]]:
+    """Each student's notebooks, in order, as one batch (they share a warm sandbox); split in
+    parts when there are fewer students than jobs."""
+    by_student: dict[str, list[str]] = {}
+    for student, name in todo:
+        by_student.setdefault(student, []).append(name)
+    parts = max(1, -(-jobs // max(1, len(by_student))))
+    return [(student, names[i::parts]) for student, names in by_student.items()
+            for i in range(min(parts, len(names)))]
 
 
 def scores(out: Path, outcomes: list[Outcome]) -> tuple[list[dict], list[str]]:
