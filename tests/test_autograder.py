@@ -15,6 +15,7 @@ import pytest
 from autograder import GradingError
 from autograder.cli import main
 from autograder.course import EXERCISES, SOLUTIONS, assignments
+from autograder.grade import per_student
 from autograder.notebooks import failed_lines
 from autograder.release import release
 from autograder.submissions import collect, student_id
@@ -271,3 +272,12 @@ def test_autograder_modules_import_no_circle():
 
     assert graph["sandbox"] == {"course"} and "execute" not in graph["course"]
     assert not [m for m in graph if reaches(m, m, set())], graph
+
+
+def test_a_students_notebooks_are_graded_together_unless_jobs_would_idle():
+    todo = [(s, n) for s in ("ana", "ben", "cy") for n in ("01", "02", "03")]
+    assert per_student(todo, 2) == [("ana", ["01", "02", "03"]), ("ben", ["01", "02", "03"]),
+                                    ("cy", ["01", "02", "03"])]
+    one = per_student([("ana", n) for n in ("01", "02", "03")], 2)  # one student, two jobs: both work
+    assert sorted(n for _, names in one for n in names) == ["01", "02", "03"] and len(one) == 2
+    assert per_student([("ana", "01")], 4) == [("ana", ["01"])]
