@@ -27,8 +27,10 @@ book: $(STAMP)
 	$(BIN)/python book/build.py
 
 # The browser test (tests/test_book.py) checks the build just made instead of building again.
+# Test files run on TEST_JOBS processes (a file's tests stay together: they share fixtures).
+TEST_JOBS ?= 2
 test: lint book
-	CASESTUDY_BOOK_BUILT=1 $(BIN)/pytest
+	CASESTUDY_BOOK_BUILT=1 $(BIN)/pytest -n $(TEST_JOBS) --dist loadfile
 
 clean:
 	rm -rf runs data/synthetic

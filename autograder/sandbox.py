@@ -47,14 +47,17 @@ class Sandbox:
 
 
 CLAIMS = Path(tempfile.gettempdir()) / "autograder-uids"  # a lock file per uid a worker holds
-_claimed: list = []  # this process's lock, held until it exits
+_claimed: dict[int, tuple[int, object]] = {}  # pid -> (slot, its lock), held until the process exits
 
 
 def claim_slot(tries: int = 1000) -> int:
-    """A slot no other grading process on this machine holds (its kernels run as UID + slot, and
-    a kernel's leftovers are reaped by uid, so two graders sharing one would kill each other's)."""
+    """This process's slot, which no other grading process on this machine holds (its kernels run
+    as UID + slot, and a kernel's leftovers are reaped by uid, so two graders sharing one would
+    kill each other's); claimed on the first call."""
     import fcntl  # POSIX only, as the sandbox is
 
+    if os.getpid() in _claimed:
+        return _claimed[os.getpid()][0]
     CLAIMS.mkdir(mode=0o700, exist_ok=True)
     for slot in range(tries):
         handle = open(CLAIMS / f"{UID + slot}.lock", "w")  # noqa: SIM115 (held for the process's life)
@@ -63,7 +66,7 @@ def claim_slot(tries: int = 1000) -> int:
         except OSError:
             handle.close()
             continue
-        _claimed.append(handle)
+        _claimed[os.getpid()] = (slot, handle)
         return slot
     raise RuntimeError(f"no free sandbox uid among {UID} to {UID + tries - 1}")
 
@@ -73,7 +76,7 @@ def unavailable() -> str | None:
     if shutil.which("bwrap") is None:
         return "bubblewrap is not installed (apt-get install bubblewrap)"
     with tempfile.TemporaryDirectory(prefix="ag-") as tmp:
-        box = Sandbox()
+        box = Sandbox(uid=UID + claim_slot())  # another grader's reaping must not kill the probe
         prepare(Path(tmp), box.uid)
         cmd = command(Path(tmp), Path(tmp), box, [sys.executable, "-c", "import zmq"])
         try:

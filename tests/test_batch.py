@@ -18,7 +18,7 @@ from autograder.batch import SHARED, copy_into, prepare_batch, uses_run
 from autograder.course import SOLUTIONS, assignments
 from autograder.execute import GuardedExecute
 from autograder.grade import sandbox_for
-from autograder.sandbox import Sandbox
+from autograder.sandbox import UID, Sandbox, claim_slot
 from casestudy import evaluate, train
 from casestudy.config import RunConfig
 
@@ -79,7 +79,8 @@ def test_each_kernel_gets_its_own_copy_and_none_comes_back(tmp_path):
         (batch / part / name).write_text(f"the batch's {name}")
     home.mkdir(parents=True)
     config = Config()
-    config.SandboxKernelManager.sandbox = sandbox_for(Sandbox(), True, tmp_path / "grading", tmp_path)
+    box = Sandbox(uid=UID + claim_slot())  # this process's uid: no other grader reaps it
+    config.SandboxKernelManager.sandbox = sandbox_for(box, True, tmp_path / "grading", tmp_path)
     step = GuardedExecute(config=config, timeout=60, batch=str(batch),
                           scratch=str(tmp_path / "grading" / ".work"))
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(PROBE)])

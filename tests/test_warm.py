@@ -21,7 +21,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 from autograder import warm
 from autograder.course import SOLUTIONS
 from autograder.kernels import SandboxKernelManager
-from autograder.sandbox import Sandbox, owner
+from autograder.sandbox import UID, Sandbox, claim_slot, owner
 
 pytestmark = pytest.mark.skipif(
     shutil.which("bwrap") is None or os.getuid() != 0,
@@ -57,7 +57,7 @@ def text(output) -> str:
 
 @pytest.fixture(scope="module")
 def zygote():
-    box = Sandbox()  # binds no source tree: solutions/ and .git stay out (sandbox.code_paths)
+    box = Sandbox(uid=UID + claim_slot())  # binds no source tree: solutions/, .git stay out
     with warm.warm_kernels(box) as held:
         assert held is not None, "the warm sandbox did not start"
         yield held
@@ -120,7 +120,7 @@ def test_the_zygote_refuses_to_run_outside_a_sandbox(tmp_path):
 
 
 def test_a_zygote_outlives_no_grading(tmp_path):
-    box = Sandbox()
+    box = Sandbox(uid=UID + claim_slot())
     with warm.warm_kernels(box, str(tmp_path)) as held:
         pid, root = held.process.pid, held.root
     assert held.process.poll() is not None and not root.exists()
@@ -132,7 +132,7 @@ def test_a_kernel_that_takes_the_zygotes_place_ends_the_warm_sandbox(tmp_path):
     """A kernel binds its own socket where the zygote's was and leaves a process answering
     "nothing left" for ever: the grader sees the answer comes from another process, kills the
     sandbox, and the next notebook starts cold."""
-    box = Sandbox()
+    box = Sandbox(uid=UID + claim_slot())
     with warm.warm_kernels(box, str(tmp_path)) as held:
         impostor = (f"import os, socket\npath = {str(held.socket)!r}\nos.unlink(path)\n"
                     "s = socket.socket(socket.AF_UNIX)\ns.bind(path)\ns.listen()\n"
