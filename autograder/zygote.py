@@ -50,14 +50,10 @@ def confined() -> bool:
 
 
 def others() -> list[int]:
-    """Every process of this pid namespace but its init (1) and this one, that runs as us."""
-    own, uid = {1, os.getpid()}, os.getuid()
-    found = []
-    for name in os.listdir("/proc"):
-        with contextlib.suppress(OSError, ValueError):
-            if name.isdigit() and int(name) not in own and os.stat(f"/proc/{name}").st_uid == uid:
-                found.append(int(name))
-    return found
+    """Every process of this pid namespace but its init (1) and this one: all the student's
+    (whatever their /proc entry's owner says: a process that makes itself undumpable shows root)."""
+    own = {1, os.getpid()}
+    return [int(name) for name in os.listdir("/proc") if name.isdigit() and int(name) not in own]
 
 
 def reap(exited: dict[int, int]) -> None:

@@ -79,6 +79,21 @@ def test_each_kernel_starts_fresh_with_the_libraries_loaded(zygote):
     assert "sleep" not in second[4], "a process the last notebook left is still running"
 
 
+def test_an_undumpable_process_is_killed_too(zygote):
+    """A process that makes itself undumpable (on some kernels its /proc entry then shows root as
+    its owner) must not outlive its notebook."""
+    hide = "import ctypes, time; ctypes.CDLL(None).prctl(4, 0, 0, 0, 0); time.sleep(1000)"
+    [started] = run(zygote, zygote.box,
+                    "import subprocess, sys, time\n"
+                    f"child = subprocess.Popen([sys.executable, '-c', {hide!r}], start_new_session=True)\n"
+                    "time.sleep(2)\ntry:\n    open(f'/proc/{child.pid}/environ').read()\n"
+                    "except PermissionError:\n    print(child.pid, 'undumpable')")
+    pid, undumpable = started.split()
+    assert undumpable == "undumpable"
+    [alive] = run(zygote, zygote.box, f"import os\nprint(os.path.exists('/proc/{pid}'))")
+    assert alive.strip() == "False", "a process the last notebook made undumpable is still running"
+
+
 def test_a_kernel_can_change_nothing_above_its_own_folder(zygote):
     planted = zygote.runtime / "planted"
     [above, runtime, moved] = run(
