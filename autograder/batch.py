@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 PRESET = "exercise"  # the notebooks' preset (casestudy/configs/exercise.yaml)
@@ -86,7 +87,7 @@ def build(folder: str) -> None:
     if data.is_synthetic(config.data):
         synthetic.make_synthetic(other, per_class=config.synthetic_per_class, size=config.synthetic_size,
                                  seed=config.seed, progress=False, generator="B")
-        config = load_config(PRESET, data_root="data", runs_root="runs", eval_data=[str(other)])
+        config = replace(config, eval_data=[str(other)])
     for name in ("eda", "evaluate", "tsne", "gradcam"):
         stage(name).run(config, progress=False)
 

@@ -140,7 +140,11 @@ def try_one(out: str, timeout: int, student: str, name: str, box: Sandbox, limit
     try:
         return autograde_one(out, timeout, student, name, box, limits)
     except Exception as err:  # a crash is that notebook's failure only
-        return f"failed: {type(err).__name__}: {err}"[:300], 0.0
+        return failure(err), 0.0
+
+
+def failure(err: Exception) -> str:
+    return f"failed: {type(err).__name__}: {err}"[:300]
 
 
 def autograde_one(out: str, timeout: int, student: str, name: str, box: Sandbox,
@@ -277,7 +281,7 @@ def run_all(out: Path, timeout: int, jobs: int, todo: list[tuple[str, str]], box
                 try:
                     results = future.result()
                 except Exception as err:  # a crashed worker is that submission's failure only
-                    results = [(f"failed: {type(err).__name__}: {err}"[:300], 0.0)] * len(names)
+                    results = [(failure(err), 0.0)] * len(names)
                 for name, result in zip(names, results):
                     done[(student, name)] = result
                     if result[0].startswith("failed"):

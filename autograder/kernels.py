@@ -22,6 +22,7 @@ from autograder.sandbox import (
     clean_env,
     command,
     empty_group,
+    joining,
     memory_group,
     prepare,
     reap,
@@ -66,34 +67,29 @@ class SandboxKernelManager(AsyncKernelManager):
         return isinstance(self.provisioner, warm.ForkProvisioner)
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
-        if self._forked:
-            prepare(Path(kw.get("cwd") or os.getcwd()), self.sandbox.uid)
-            prepare(Path(self.connection_file), self.sandbox.uid)
-            kw["env"] = clean_env(kw.get("env") or dict(os.environ))
-        elif self.sandbox.enabled:
+        if self.sandbox.enabled:
             workdir, runtime = Path(kw.get("cwd") or os.getcwd()), Path(self.connection_file).parent
-            if os.getuid() == 0:
+            if os.getuid() == 0 and not self._forked:  # a fork's leftovers: the zygote kills them
                 reap(self.sandbox.uid)
             prepare(workdir, self.sandbox.uid)
             prepare(runtime, self.sandbox.uid)
             kw["env"] = clean_env(kw.get("env") or dict(os.environ))
-            kw["stdout"] = kw["stderr"] = subprocess.DEVNULL  # the student's, not the instructor's
-            kernel_cmd = command(workdir, runtime, self.sandbox, kernel_cmd)
-            self._group = memory_group(f"ag-{os.getpid()}-{self.sandbox.uid}", self.sandbox.memory_mb * 2**20)
-            if self._group is not None:  # join it before bwrap starts: every child is counted
-                kernel_cmd = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"',
-                              str(self._group / "cgroup.procs"), *kernel_cmd]
+            if not self._forked:  # a fork runs in the warm sandbox, in its memory group
+                kw["stdout"] = kw["stderr"] = subprocess.DEVNULL  # the student's, not the instructor's
+                self._group = memory_group(f"ag-{os.getpid()}-{self.sandbox.uid}",
+                                           self.sandbox.memory_mb * 2**20)
+                kernel_cmd = joining(self._group, command(workdir, runtime, self.sandbox, kernel_cmd))
         await super()._async_launch_kernel(kernel_cmd, **kw)
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)
-        if self._forked and not restart and self.connection_file:
-            shutil.rmtree(Path(self.connection_file).parent, ignore_errors=True)
-        elif self.sandbox.enabled and not restart:
+        if not self.sandbox.enabled or restart:
+            return
+        if not self._forked:  # a fork's processes: the zygote kills them (warm.ForkProvisioner)
             empty_group(getattr(self, "_group", None))
             if os.getuid() == 0:
                 reap(self.sandbox.uid)
-            if self.connection_file:
-                shutil.rmtree(Path(self.connection_file).parent, ignore_errors=True)
+        if self.connection_file:
+            shutil.rmtree(Path(self.connection_file).parent, ignore_errors=True)
 
     cleanup_resources = _async_cleanup_resources

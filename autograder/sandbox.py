@@ -157,6 +157,13 @@ def memory_group(name: str, limit: int) -> Path | None:
         return None
 
 
+def joining(group: Path | None, argv: list[str]) -> list[str]:
+    """argv, made to join group before it starts (every child it makes is then counted)."""
+    if group is None:
+        return argv
+    return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(group / "cgroup.procs"), *argv]
+
+
 def allow_more(group: Path | None, limit: int) -> None:
     """Raise a sandbox's memory cap to limit plus what its processes hold now (warm.py: the
     zygote's imports are the grader's, not the student's allowance)."""

@@ -57,7 +57,7 @@ class Zygote:
 
     box: Sandbox
     root: Path  # root's, bound: each notebook's scratch folder is made here
-    runtime: Path  # root's, bound: z/ (the kernels' uid's) holds the zygote's socket, kN/ kernel N's
+    runtime: Path  # root's, bound: z/ (the kernels' uid's) holds the zygote's socket, k*/ one kernel's each
     process: subprocess.Popen
     group: Path | None  # the memory cgroup of the whole sandbox, or None
     kernels: int = 0
@@ -82,11 +82,9 @@ class Zygote:
         return reply
 
     def kernel_folder(self) -> Path:
-        """A new folder for the next kernel's connection file and sockets, made while nothing of
-        the student runs (the last kernel's processes are gone)."""
-        folder = Path(tempfile.mkdtemp(prefix="k", dir=self.runtime))
-        sandbox.prepare(folder, self.box.uid)
-        return folder
+        """A new folder for the next kernel's connection file and sockets (the kernel manager
+        lets the kernel's uid write it at launch), made while nothing of the student runs."""
+        return Path(tempfile.mkdtemp(prefix="k", dir=self.runtime))
 
     def clean(self) -> None:
         """Kill everything in the sandbox but the zygote; if it cannot, the whole sandbox."""
@@ -131,8 +129,7 @@ def start(box: Sandbox, scratch: str = "") -> Zygote | None:
     serve = [sys.executable, str(ZYGOTE), str(runtime / "z" / "socket"), *PRELOAD]
     argv = sandbox.command(root, runtime, box, serve, files=[ZYGOTE])
     group = sandbox.memory_group(f"ag-{os.getpid()}-{box.uid}-warm", box.memory_mb * 2**20)
-    if group is not None:  # joined before bwrap starts: every process of the sandbox is counted
-        argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(group / "cgroup.procs"), *argv]
+    argv = sandbox.joining(group, argv)
     env = sandbox.clean_env(dict(os.environ))
     process = subprocess.Popen(argv, env=env, cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)

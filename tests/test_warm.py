@@ -109,7 +109,7 @@ def test_a_kernel_can_change_nothing_above_its_own_folder(zygote):
     assert not any(p.name in ("planted", "moved") for p in found), found
 
 
-def test_figures_show_inline_as_in_a_cold_kernel(zygote):
+def test_figures_show_inline(zygote):
     [shown] = run(zygote, zygote.box, "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()")
     assert shown.count("image/png") == 1, shown[:300]
 
